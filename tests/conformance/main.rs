@@ -1,1 +1,676 @@
-fn main(){}
+//! Sandbox conformance: each hostile behaviour of `taskbox-guest-hostile` fails with exactly
+//! the typed error it should, and the same runtime then runs the next task normally. Limits
+//! come in pairs: a guest inside its budget succeeds, one past it fails with the limit's error.
+//!
+//! Every case in `tests/guests/hostile/src/cases.rs` must have a module of the same name here;
+//! `every_hostile_case_has_a_test` fails to compile otherwise.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::json;
+use taskbox::runtime::{
+    Capability, Enforcement, Grants, Limits, LoadedComponent, Runtime, SandboxError, TaskError,
+    TaskReport,
+};
+use taskbox_tests::guests::{self, RunSpec};
+
+include!("../guests/hostile/src/cases.rs");
+
+macro_rules! assert_every_case_tested {
+    ($($case:ident),* $(,)?) => {
+        #[allow(unused_imports, reason = "the imports are the compile-time check")]
+        mod every_hostile_case_has_a_test {
+            $(use super::$case as _;)*
+        }
+    };
+}
+hostile_cases!(assert_every_case_tested);
+
+fn cache_dir() -> &'static std::path::Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir")).path()
+}
+
+/// A fresh runtime with the hostile guest loaded (compiled once, then from the cache).
+async fn hostile() -> (Runtime, Arc<LoadedComponent>) {
+    let runtime = guests::runtime(cache_dir());
+    let component = runtime
+        .load(&guests::guest_bytes("taskbox_guest_hostile"))
+        .await
+        .expect("hostile guest loads");
+    (runtime, component)
+}
+
+async fn run(rt: &Runtime, c: &LoadedComponent, spec: RunSpec) -> TaskReport {
+    guests::run(rt, c, spec).await
+}
+
+fn limits() -> Limits {
+    Limits {
+        fuel: Some(2_000_000_000),
+        memory: 64 * 1024 * 1024,
+        timeout: Duration::from_secs(10),
+        ..Limits::default()
+    }
+}
+
+/// The runtime still serves: a normal task on the same runtime succeeds.
+async fn assert_next_task_succeeds(rt: &Runtime, c: &LoadedComponent) {
+    let report = run(rt, c, RunSpec::hostile("ok", 0, "")).await;
+    assert_eq!(report.outcome.expect("next task succeeds"), br#""ok""#.to_vec());
+}
+
+fn output(report: &TaskReport) -> serde_json::Value {
+    match &report.outcome {
+        Ok(bytes) => serde_json::from_slice(bytes).expect("output is JSON"),
+        Err(err) => panic!("expected success, got {}: {err}", err.kind()),
+    }
+}
+
+fn error(report: TaskReport) -> SandboxError {
+    match report.outcome {
+        Ok(bytes) => panic!("expected an error, got output {}", String::from_utf8_lossy(&bytes)),
+        Err(err) => err,
+    }
+}
+
+mod ok {
+    use super::*;
+
+    #[tokio::test]
+    async fn returns_its_output() {
+        let (rt, c) = hostile().await;
+        let report = run(&rt, &c, RunSpec::hostile("ok", 0, "")).await;
+        assert_eq!(output(&report), json!("ok"));
+        assert!(report.stats.fuel_used > 0, "fuel is accounted");
+        assert!(report.stats.peak_memory > 0, "memory is accounted");
+    }
+}
+
+mod burn {
+    use super::*;
+
+    const ROUNDS: u64 = 2_000_000;
+
+    #[tokio::test]
+    async fn fuel_within_budget_succeeds_and_past_it_fails_with_out_of_fuel() {
+        let (rt, c) = hostile().await;
+        // Fuel is deterministic: measure the work once, then budget around it.
+        let measured = run(&rt, &c, RunSpec::hostile("burn", ROUNDS, "")).await;
+        output(&measured);
+        let used = measured.stats.fuel_used;
+        assert!(used > ROUNDS, "burn uses fuel in proportion to its rounds ({used})");
+
+        let within = Limits { fuel: Some(used * 10 / 9), ..limits() };
+        let report = run(&rt, &c, RunSpec::hostile("burn", ROUNDS, "").limits(within)).await;
+        output(&report);
+        assert!(report.stats.fuel_used * 10 >= used * 9, "the run used about 90% of its budget");
+
+        let past = Limits { fuel: Some(used / 2), ..limits() };
+        let err = error(run(&rt, &c, RunSpec::hostile("burn", ROUNDS, "").limits(past)).await);
+        assert!(matches!(err, SandboxError::OutOfFuel { budget } if budget == used / 2), "{err:?}");
+        assert_next_task_succeeds(&rt, &c).await;
+    }
+}
+
+mod spin {
+    use super::*;
+
+    #[tokio::test]
+    async fn infinite_loop_fails_with_out_of_fuel() {
+        let (rt, c) = hostile().await;
+        let spec = RunSpec::hostile("spin", 0, "").limits(Limits { fuel: Some(100_000_000), ..limits() });
+        let err = error(run(&rt, &c, spec).await);
+        assert!(matches!(err, SandboxError::OutOfFuel { .. }), "{err:?}");
+        assert_eq!(err.kind(), "OutOfFuel");
+        assert_next_task_succeeds(&rt, &c).await;
+    }
+
+    #[tokio::test]
+    async fn infinite_loop_without_fuel_fails_with_timeout() {
+        let (rt, c) = hostile().await;
+        let spec = RunSpec::hostile("spin", 0, "").limits(Limits {
+            fuel: None,
+            timeout: Duration::from_millis(300),
+            ..limits()
+        });
+        let report = run(&rt, &c, spec).await;
+        assert!(report.stats.duration >= Duration::from_millis(300));
+        let err = error(report);
+        assert!(matches!(err, SandboxError::Timeout { limit } if limit == Duration::from_millis(300)), "{err:?}");
+        assert_next_task_succeeds(&rt, &c).await;
+    }
+
+    #[tokio::test]
+    async fn soft_limit_is_reported_before_the_hard_limit() {
+        let (rt, c) = hostile().await;
+        let spec = RunSpec::hostile("spin", 0, "").limits(Limits {
+            fuel: None,
+            soft_timeout: Some(Duration::from_millis(100)),
+            timeout: Duration::from_millis(400),
+            ..limits()
+        });
+        let report = run(&rt, &c, spec).await;
+        assert!(report.stats.usage.soft_timeout_exceeded, "soft limit recorded");
+        assert!(matches!(error(report), SandboxError::Timeout { .. }));
+    }
+
+    #[test]
+    fn spinning_guest_does_not_starve_others_on_the_same_thread() {
+        // A current-thread runtime: the spinning task and the normal one share one thread, so
+        // the normal one only finishes if the spinner yields.
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (runtime, c) = hostile().await;
+            let spinner = run(
+                &runtime,
+                &c,
+                RunSpec::hostile("spin", 0, "").limits(Limits { fuel: None, timeout: Duration::from_secs(2), ..limits() }),
+            );
+            let normal = async {
+                let report = run(&runtime, &c, RunSpec::hostile("ok", 0, "")).await;
+                (report, std::time::Instant::now())
+            };
+            let started = std::time::Instant::now();
+            let (spun, (normal_report, normal_done)) = tokio::join!(spinner, normal);
+            assert!(matches!(error(spun), SandboxError::Timeout { .. }));
+            output(&normal_report);
+            assert!(
+                normal_done.duration_since(started) < Duration::from_millis(1500),
+                "the normal task finished while the spinner still ran"
+            );
+        });
+    }
+}
+
+mod spin_hostcall {
+    use super::*;
+
+    #[tokio::test]
+    async fn tight_host_call_loop_still_fails_with_out_of_fuel() {
+        let (rt, c) = hostile().await;
+        let spec = RunSpec::hostile("spin_hostcall", 0, "").limits(Limits { fuel: Some(50_000_000), ..limits() });
+        let report = run(&rt, &c, spec).await;
+        assert!(report.stats.usage.log_dropped > 0 || report.stats.usage.log_bytes > 0);
+        assert!(matches!(error(report), SandboxError::OutOfFuel { .. }));
+        assert_next_task_succeeds(&rt, &c).await;
+    }
+
+    #[tokio::test]
+    async fn tight_host_call_loop_without_fuel_fails_with_timeout() {
+        let (rt, c) = hostile().await;
+        let spec = RunSpec::hostile("spin_hostcall", 0, "").limits(Limits {
+            fuel: None,
+            timeout: Duration::from_millis(300),
+            ..limits()
+        });
+        assert!(matches!(error(run(&rt, &c, spec).await), SandboxError::Timeout { .. }));
+        assert_next_task_succeeds(&rt, &c).await;
+    }
+}
+
+mod sleep {
+    use super::*;
+
+    #[tokio::test]
+    async fn sleeping_within_the_limit_succeeds() {
+        let (rt, c) = hostile().await;
+        let spec = RunSpec::hostile("sleep", 200, "").limits(Limits { timeout: Duration::from_secs(5), ..limits() });
+        assert_eq!(output(&run(&rt, &c, spec).await), json!("slept"));
+    }
+
+    #[tokio::test]
+    async fn blocking_in_a_host_call_past_the_limit_fails_with_timeout() {
+        // Epochs cannot interrupt a host call; the host-side backstop must.
+        let (rt, c) = hostile().await;
+        let spec = RunSpec::hostile("sleep", 60_000, "").limits(Limits { timeout: Duration::from_millis(300), ..limits() });
+        let report = run(&rt, &c, spec).await;
+        assert!(report.stats.duration < Duration::from_secs(10), "the backstop fired");
+        assert!(matches!(error(report), SandboxError::Timeout { .. }));
+        assert_next_task_succeeds(&rt, &c).await;
+    }
+}
+
+mod alloc {
+    use super::*;
+
+    #[tokio::test]
+    async fn allocation_within_the_memory_cap_succeeds() {
+        let (rt, c) = hostile().await;
+        // 57 MiB of a 64 MiB cap, plus the guest's ~1.1 MiB of initial memory: about 90%.
+        let report = run(&rt, &c, RunSpec::hostile("alloc", 57 * 1024 * 1024, "").limits(limits())).await;
+        output(&report);
+        assert!(report.stats.peak_memory >= 57 * 1024 * 1024, "peak {}", report.stats.peak_memory);
+    }
+
+    #[tokio::test]
+    async fn allocation_past_the_memory_cap_fails_with_memory_limit() {
+        let (rt, c) = hostile().await;
+        let err = error(run(&rt, &c, RunSpec::hostile("alloc", 100 * 1024 * 1024, "").limits(limits())).await);
+        match err {
+            SandboxError::MemoryLimit { limit, requested, .. } => {
+                assert_eq!(limit, 64 * 1024 * 1024);
+                assert!(requested > limit);
+            }
+            other => panic!("expected MemoryLimit, got {other:?}"),
+        }
+        assert_next_task_succeeds(&rt, &c).await;
+    }
+}
+
+mod alloc_small_steps {
+    use super::*;
+
+    #[tokio::test]
+    async fn many_small_allocations_fail_with_memory_limit() {
+        let (rt, c) = hostile().await;
+        let spec = RunSpec::hostile("alloc_small_steps", 0, "").limits(Limits { memory: 16 * 1024 * 1024, ..limits() });
+        assert!(matches!(error(run(&rt, &c, spec).await), SandboxError::MemoryLimit { .. }));
+        assert_next_task_succeeds(&rt, &c).await;
+    }
+}
+
+mod memory_grow_bomb {
+    use super::*;
+
+    #[tokio::test]
+    async fn raw_memory_grow_loop_fails_with_memory_limit() {
+        let (rt, c) = hostile().await;
+        let err = error(run(&rt, &c, RunSpec::hostile("memory_grow_bomb", 0, "").limits(limits())).await);
+        assert!(matches!(err, SandboxError::MemoryLimit { resource: "bytes of linear memory", .. }), "{err:?}");
+        assert_next_task_succeeds(&rt, &c).await;
+    }
+}
+
+mod recurse {
+    use super::*;
+
+    #[tokio::test]
+    async fn bounded_recursion_succeeds() {
+        let (rt, c) = hostile().await;
+        assert_eq!(output(&run(&rt, &c, RunSpec::hostile("recurse", 1_000, "")).await), json!(1_000));
+    }
+
+    #[tokio::test]
+    async fn unbounded_recursion_fails_with_stack_overflow() {
+        let (rt, c) = hostile().await;
+        let err = error(run(&rt, &c, RunSpec::hostile("recurse", 0, "")).await);
+        assert!(matches!(err, SandboxError::StackOverflow), "{err:?}");
+        assert_next_task_succeeds(&rt, &c).await;
+    }
+}
+
+mod output {
+    use super::*;
+
+    #[tokio::test]
+    async fn output_within_the_limit_is_returned_whole() {
+        let (rt, c) = hostile().await;
+        let spec = RunSpec::hostile("output", 60_000, "").limits(Limits { max_output: 64 * 1024, ..limits() });
+        assert_eq!(super::output(&run(&rt, &c, spec).await).as_str().map(str::len), Some(60_000));
+    }
+
+    #[tokio::test]
+    async fn output_past_the_limit_fails_with_output_too_large() {
+        let (rt, c) = hostile().await;
+        let spec = RunSpec::hostile("output", 1_000_000, "").limits(Limits { max_output: 64 * 1024, ..limits() });
+        let err = error(run(&rt, &c, spec).await);
+        assert!(matches!(err, SandboxError::OutputTooLarge { size, limit: 65536 } if size > 1_000_000), "{err:?}");
+        assert_next_task_succeeds(&rt, &c).await;
+    }
+
+    #[tokio::test]
+    async fn input_past_the_limit_fails_with_input_too_large_without_running() {
+        let (rt, c) = hostile().await;
+        let spec = RunSpec::hostile("ok", 0, &"i".repeat(10_000)).limits(Limits { max_input: 1024, ..limits() });
+        let report = run(&rt, &c, spec).await;
+        assert_eq!(report.stats.fuel_used, 0, "the guest never ran");
+        assert!(matches!(error(report), SandboxError::InputTooLarge { limit: 1024, .. }));
+    }
+}
+
+mod huge_error {
+    use super::*;
+
+    #[tokio::test]
+    async fn huge_error_message_is_cut_to_a_bounded_size() {
+        let (rt, c) = hostile().await;
+        let err = error(run(&rt, &c, RunSpec::hostile("huge_error", 5_000_000, "")).await);
+        match err {
+            SandboxError::Guest(TaskError::Fail { message }) => {
+                assert!(message.len() < 5_000, "message cut to {} bytes", message.len());
+                assert!(message.contains("bytes cut"));
+            }
+            other => panic!("expected Guest(Fail), got {other:?}"),
+        }
+        assert_next_task_succeeds(&rt, &c).await;
+    }
+}
+
+mod log_flood {
+    use super::*;
+
+    #[tokio::test]
+    async fn log_flood_is_capped_and_the_task_still_succeeds() {
+        let (rt, c) = hostile().await;
+        let spec = RunSpec::hostile("log_flood", 20_000, "").limits(Limits { max_log_bytes: 64 * 1024, ..limits() });
+        let report = run(&rt, &c, spec).await;
+        assert!(report.stats.usage.log_bytes <= 64 * 1024);
+        assert!(report.stats.usage.log_dropped > 19_000, "dropped {}", report.stats.usage.log_dropped);
+        assert_eq!(output(&report), json!(20_000));
+    }
+}
+
+mod progress_flood {
+    use super::*;
+
+    #[tokio::test]
+    async fn progress_flood_is_rate_limited() {
+        let (rt, c) = hostile().await;
+        let report = run(&rt, &c, RunSpec::hostile("progress_flood", 100_000, "")).await;
+        assert_eq!(output(&report), json!(100_000));
+        let usage = &report.stats.usage;
+        assert!(usage.progress_reports < 100, "stored {} reports", usage.progress_reports);
+        assert!(usage.progress_dropped > 99_000);
+    }
+}
+
+mod read_file {
+    use super::*;
+
+    #[tokio::test]
+    async fn etc_passwd_is_unreachable_without_a_preopen() {
+        let (rt, c) = hostile().await;
+        let err = error(run(&rt, &c, RunSpec::hostile("read_file", 0, "/etc/passwd")).await);
+        match err {
+            SandboxError::Guest(TaskError::Fail { message }) => {
+                assert!(!message.contains("root:"), "nothing of the file leaked");
+                assert!(message.contains("read /etc/passwd"), "{message}");
+            }
+            other => panic!("expected the guest's own failure, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_granted_directory_is_readable_at_its_guest_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("in.txt"), "granted content").unwrap();
+        let (rt, c) = hostile().await;
+        let grants = Grants {
+            dirs: vec![taskbox::runtime::DirGrant { host: dir.path().into(), guest: "/data".into(), read_only: true }],
+            ..Grants::all_capabilities()
+        };
+        let spec = RunSpec::hostile("read_file", 0, "/data/in.txt").grants(grants);
+        assert_eq!(output(&run(&rt, &c, spec).await), json!("granted content"));
+    }
+}
+
+mod write_file {
+    use super::*;
+
+    fn granted(dir: &std::path::Path, read_only: bool) -> Grants {
+        Grants {
+            dirs: vec![taskbox::runtime::DirGrant { host: dir.into(), guest: "/data".into(), read_only }],
+            ..Grants::all_capabilities()
+        }
+    }
+
+    #[tokio::test]
+    async fn writing_inside_a_granted_directory_succeeds() {
+        let root = tempfile::tempdir().unwrap();
+        let (rt, c) = hostile().await;
+        let spec = RunSpec::hostile("write_file", 0, "/data/out.txt").grants(granted(root.path(), false));
+        assert_eq!(output(&run(&rt, &c, spec).await), json!("written"));
+        assert_eq!(std::fs::read_to_string(root.path().join("out.txt")).unwrap(), "written by hostile guest");
+    }
+
+    #[tokio::test]
+    async fn escapes_from_a_granted_directory_fail() {
+        let root = tempfile::tempdir().unwrap();
+        let inner = root.path().join("granted");
+        std::fs::create_dir(&inner).unwrap();
+        std::os::unix::fs::symlink(root.path(), inner.join("link-out")).unwrap();
+        let (rt, c) = hostile().await;
+        for target in ["/data/../escape.txt", "/escape.txt", "/data/link-out/escape.txt", "/tmp/escape.txt"] {
+            let spec = RunSpec::hostile("write_file", 0, target).grants(granted(&inner, false));
+            let err = error(run(&rt, &c, spec).await);
+            assert!(matches!(err, SandboxError::Guest(TaskError::Fail { .. })), "{target}: {err:?}");
+        }
+        assert!(!root.path().join("escape.txt").exists(), "nothing was written outside the grant");
+    }
+
+    #[tokio::test]
+    async fn writing_into_a_read_only_grant_fails() {
+        let root = tempfile::tempdir().unwrap();
+        let (rt, c) = hostile().await;
+        let spec = RunSpec::hostile("write_file", 0, "/data/out.txt").grants(granted(root.path(), true));
+        assert!(matches!(error(run(&rt, &c, spec).await), SandboxError::Guest(TaskError::Fail { .. })));
+        assert!(!root.path().join("out.txt").exists());
+    }
+}
+
+mod env {
+    use super::*;
+
+    #[tokio::test]
+    async fn environment_is_empty_unless_granted() {
+        // SAFETY-free: the variable is set on the host, which the guest must not see.
+        let (rt, c) = hostile().await;
+        let host_var = "PATH";
+        assert_eq!(output(&run(&rt, &c, RunSpec::hostile("env", 0, host_var)).await), json!(null));
+        let grants = Grants { env: vec![("GREETING".into(), "hi".into())], ..Grants::all_capabilities() };
+        let spec = RunSpec::hostile("env", 0, "GREETING").grants(grants);
+        assert_eq!(output(&run(&rt, &c, spec).await), json!("hi"));
+    }
+}
+
+fn without(cap: Capability) -> Grants {
+    let mut grants = Grants::all_capabilities();
+    grants.capabilities.retain(|c| *c != cap);
+    grants.enforcement = Enforcement::AtCall;
+    grants
+}
+
+mod kv_get {
+    use super::*;
+
+    #[tokio::test]
+    async fn kv_values_are_private_to_the_plugin() {
+        let (rt, c) = hostile().await;
+        let backends = taskbox::runtime::Backends::local();
+        let mut set = RunSpec::hostile("kv_set", 0, "shared-key");
+        set.plugin = "plugin-a".into();
+        output(&guests::run_with(&rt, &c, set, backends.clone()).await);
+        let mut get_a = RunSpec::hostile("kv_get", 0, "shared-key");
+        get_a.plugin = "plugin-a".into();
+        assert_eq!(output(&guests::run_with(&rt, &c, get_a, backends.clone()).await), json!("value"));
+        let mut get_b = RunSpec::hostile("kv_get", 0, "shared-key");
+        get_b.plugin = "plugin-b".into();
+        assert_eq!(output(&guests::run_with(&rt, &c, get_b, backends).await), json!(null));
+    }
+}
+
+mod kv_set {
+    use super::*;
+
+    #[tokio::test]
+    async fn ungranted_kv_fails_with_capability_denied() {
+        let (rt, c) = hostile().await;
+        let err = error(run(&rt, &c, RunSpec::hostile("kv_set", 0, "k").grants(without(Capability::Kv))).await);
+        assert!(matches!(&err, SandboxError::CapabilityDenied { capability, .. } if capability == "kv"), "{err:?}");
+        assert_next_task_succeeds(&rt, &c).await;
+    }
+
+    #[tokio::test]
+    async fn component_importing_ungranted_kv_is_refused_at_load() {
+        let (_rt, c) = hostile().await;
+        let grants = Grants { enforcement: Enforcement::AtLoad, ..without(Capability::Kv) };
+        let err = grants.check_imports(&c.capabilities).unwrap_err();
+        assert!(err.to_string().contains("taskbox:task/kv"), "{err}");
+    }
+}
+
+mod enqueue {
+    use super::*;
+
+    #[tokio::test]
+    async fn enqueue_to_an_ungranted_queue_fails_with_capability_denied() {
+        let (rt, c) = hostile().await;
+        let grants = Grants { queues: vec!["allowed".into()], ..Grants::all_capabilities() };
+        let ok = run(&rt, &c, RunSpec::hostile("enqueue", 1, "allowed").grants(grants.clone())).await;
+        assert_eq!(output(&ok), json!(1));
+        let err = error(run(&rt, &c, RunSpec::hostile("enqueue", 1, "other").grants(grants)).await);
+        assert!(matches!(&err, SandboxError::CapabilityDenied { capability, .. } if capability == "queue"), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn enqueue_fan_out_is_capped() {
+        let (rt, c) = hostile().await;
+        let spec = RunSpec::hostile("enqueue", 10_000, "q").limits(Limits { max_enqueue: 100, ..limits() });
+        let err = error(run(&rt, &c, spec).await);
+        assert!(matches!(&err, SandboxError::Guest(TaskError::Retry { reason, .. }) if reason.contains("rate-limited")), "{err:?}");
+    }
+}
+
+mod mail {
+    use super::*;
+
+    #[tokio::test]
+    async fn header_injection_in_an_address_is_rejected() {
+        let (rt, c) = hostile().await;
+        let err = error(run(&rt, &c, RunSpec::hostile("mail", 1, "a@example.com\r\nBcc: victim@example.com")).await);
+        assert!(matches!(&err, SandboxError::Guest(TaskError::Reject { message }) if message.contains("line break")), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn ungranted_mail_fails_with_capability_denied() {
+        let (rt, c) = hostile().await;
+        let err = error(run(&rt, &c, RunSpec::hostile("mail", 1, "a@example.com").grants(without(Capability::Mail))).await);
+        assert!(matches!(err, SandboxError::CapabilityDenied { .. }), "{err:?}");
+    }
+}
+
+mod panic {
+    use super::*;
+
+    #[tokio::test]
+    async fn guest_panic_is_a_trap_with_the_panic_message() {
+        let (rt, c) = hostile().await;
+        let err = error(run(&rt, &c, RunSpec::hostile("panic", 0, "")).await);
+        match &err {
+            SandboxError::Trap { message, backtrace } => {
+                assert!(message.contains("panicked on purpose"), "{message}");
+                assert!(backtrace.contains("taskbox_guest_hostile"), "{backtrace}");
+            }
+            other => panic!("expected Trap, got {other:?}"),
+        }
+        assert_next_task_succeeds(&rt, &c).await;
+    }
+}
+
+mod trap {
+    use super::*;
+
+    #[tokio::test]
+    async fn unreachable_is_a_trap_with_a_wasm_backtrace() {
+        let (rt, c) = hostile().await;
+        let err = error(run(&rt, &c, RunSpec::hostile("trap", 0, "")).await);
+        match &err {
+            SandboxError::Trap { message, backtrace } => {
+                assert!(message.contains("unreachable"), "{message}");
+                assert!(backtrace.contains("__taskbox_run_run"), "{backtrace}");
+            }
+            other => panic!("expected Trap, got {other:?}"),
+        }
+        assert_next_task_succeeds(&rt, &c).await;
+    }
+}
+
+mod fail {
+    use super::*;
+
+    #[tokio::test]
+    async fn guest_failure_is_returned_as_fail() {
+        let (rt, c) = hostile().await;
+        let err = error(run(&rt, &c, RunSpec::hostile("fail", 0, "why")).await);
+        assert!(matches!(&err, SandboxError::Guest(TaskError::Fail { message }) if message == "failing on purpose: why"), "{err:?}");
+    }
+}
+
+mod reject {
+    use super::*;
+
+    #[tokio::test]
+    async fn guest_rejection_is_returned_as_reject() {
+        let (rt, c) = hostile().await;
+        let err = error(run(&rt, &c, RunSpec::hostile("reject", 0, "bad")).await);
+        assert!(matches!(err, SandboxError::Guest(TaskError::Reject { .. })), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn unknown_keyword_argument_is_a_reject_naming_it() {
+        let (rt, c) = hostile().await;
+        let mut spec = RunSpec::hostile("ok", 0, "");
+        spec.kwargs = json!({"bogus": 1});
+        let err = error(run(&rt, &c, spec).await);
+        assert!(matches!(&err, SandboxError::Guest(TaskError::Reject { message }) if message.contains("'bogus'")), "{err:?}");
+    }
+}
+
+mod retry {
+    use super::*;
+
+    #[tokio::test]
+    async fn guest_retry_carries_its_countdown() {
+        let (rt, c) = hostile().await;
+        let err = error(run(&rt, &c, RunSpec::hostile("retry", 1500, "")).await);
+        assert!(
+            matches!(err, SandboxError::Guest(TaskError::Retry { countdown: Some(d), .. }) if d == Duration::from_millis(1500)),
+            "{err:?}"
+        );
+    }
+}
+
+mod component {
+    use super::*;
+
+    #[tokio::test]
+    async fn wrong_world_version_is_refused_naming_both_versions() {
+        let rt = guests::runtime(cache_dir());
+        let err = rt.load(&guests::guest_bytes("taskbox_guest_wrong_version")).await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, SandboxError::InvalidComponent { .. }), "{err:?}");
+        assert!(text.contains("taskbox:task@0.2.0") && text.contains("taskbox:task@0.1.0"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_core_module_is_refused_as_not_a_component() {
+        let rt = guests::runtime(cache_dir());
+        let err = rt.load(b"\0asm\x01\0\0\0").await.unwrap_err();
+        assert!(matches!(&err, SandboxError::InvalidComponent { reason } if reason.contains("core wasm module")), "{err:?}");
+        let err = rt.load(b"definitely not wasm").await.unwrap_err();
+        assert!(matches!(err, SandboxError::InvalidComponent { .. }));
+    }
+
+    #[tokio::test]
+    async fn loading_reports_tasks_capabilities_and_uses_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = guests::guest_bytes("taskbox_guest_hostile");
+        let first = guests::runtime(dir.path()).load(&bytes).await.unwrap();
+        assert!(!first.from_cache);
+        assert_eq!(first.tasks, vec!["hostile.run".to_string()]);
+        assert_eq!(first.wit_version, "0.1.0");
+        assert!(first.capabilities.contains(&Capability::Kv));
+        let second = guests::runtime(dir.path()).load(&bytes).await.unwrap();
+        assert!(second.from_cache, "a second start loads the compiled artefact from disk");
+    }
+
+    #[tokio::test]
+    async fn noop_guest_imports_only_what_it_uses() {
+        let rt = guests::runtime(cache_dir());
+        let c = rt.load(&guests::guest_bytes("taskbox_guest_noop")).await.unwrap();
+        assert!(c.capabilities.is_empty(), "{:?}", c.capabilities);
+        assert_eq!(c.tasks, vec!["noop".to_string(), "echo".to_string()]);
+    }
+}

@@ -78,7 +78,7 @@ pub enum SandboxError {
     #[error("stack overflow: the task exhausted its wasm call stack")]
     StackOverflow,
     /// The task trapped: a panic, `unreachable`, an out-of-bounds access, a division by zero.
-    #[error("trap: {message}")]
+    #[error("{message}")]
     Trap {
         /// The trap and, for a panic, the panic message the guest printed.
         message: String,

@@ -173,7 +173,8 @@ pub fn check_address(field: &str, addr: &str) -> Result<(), String> {
             !local.is_empty()
                 && !domain.is_empty()
                 && !domain.contains('@')
-                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
                 && !addr.contains(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | ',' | ';' | '"'))
         }
         None => false,
