@@ -32,7 +32,7 @@
 //! use serde_json::json;
 //! let out = taskbox_sdk::testing::call(TASKBOX_TASKS, "greet.hello", json!(["Ada"]), json!({})).unwrap();
 //! assert_eq!(out, json!("Hello, Ada!"));
-//! let err = taskbox_sdk::testing::call(TASKBOX_TASKS, "greet.hello", json!([]), json!({"nme": "x"})).unwrap_err();
+//! let err = taskbox_sdk::testing::call(TASKBOX_TASKS, "greet.hello", json!(["Ada"]), json!({"nme": "x"})).unwrap_err();
 //! assert!(err.to_string().contains("unexpected keyword argument 'nme'"));
 //! # }
 //! ```
