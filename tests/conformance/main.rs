@@ -667,10 +667,10 @@ mod component {
     }
 
     #[tokio::test]
-    async fn noop_guest_imports_only_what_it_uses() {
+    async fn a_guest_imports_only_the_capabilities_it_uses() {
         let rt = guests::runtime(cache_dir());
         let c = rt.load(&guests::guest_bytes("taskbox_guest_noop")).await.unwrap();
-        assert!(c.capabilities.is_empty(), "{:?}", c.capabilities);
-        assert_eq!(c.tasks, vec!["noop".to_string(), "echo".to_string()]);
+        assert_eq!(c.capabilities, vec![Capability::Kv], "only what it uses");
+        assert_eq!(c.tasks, vec!["noop".to_string(), "echo".to_string(), "record".to_string()]);
     }
 }

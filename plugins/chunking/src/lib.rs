@@ -1,5 +1,109 @@
-//! placeholder until segment.rs lands
-use taskbox_sdk::{export_plugin, task};
+//! The built-in `chunking` component: `chunking.split(document, mode="automatic",
+//! separator=None, max_tokens=None, overlap=None, rules=None)` splits a document into segments
+//! for indexing, as the deployment's segmentation settings describe (automatic, custom,
+//! parent-child). The splitting itself lives in [`segment`]; this file binds the call.
+
+pub mod segment;
+
+use serde::{Deserialize, Serialize};
+use taskbox_sdk::{TaskError, Value, export_plugin, task};
+
+use segment::{Options, Segment};
+
+/// What `document` may be: plain text, or the output of `extract.text` (whose metadata is
+/// carried through so a chain `extract.text → chunking.split → indexing.index` keeps it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Document {
+    /// Plain text.
+    Text(String),
+    /// `extract.text`'s output.
+    Extracted {
+        /// The extracted plain text.
+        text: String,
+        /// Title, type, character count...
+        #[serde(default)]
+        metadata: Value,
+    },
+}
+
+/// The result of `chunking.split`, the input of `indexing.index`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Chunks {
+    /// The document's metadata (empty for plain text).
+    pub document: Value,
+    /// The mode used.
+    pub mode: String,
+    /// Segments in document order.
+    pub segments: Vec<Segment>,
+    /// Sum of the segments' token estimates.
+    pub total_tokens: usize,
+}
+
+/// Splits a document into segments.
 #[task(name = "chunking.split")]
-fn split(document: String) -> Vec<String> { vec![document] }
+fn split(
+    document: Document,
+    #[default("automatic")] mode: String,
+    separator: Option<String>,
+    max_tokens: Option<u64>,
+    overlap: Option<u64>,
+    rules: Option<Value>,
+) -> Result<Chunks, TaskError> {
+    let options = Options::resolve(&mode, separator, max_tokens, overlap, rules).map_err(TaskError::reject)?;
+    let (text, metadata) = match document {
+        Document::Text(text) => (text, Value::Object(Default::default())),
+        Document::Extracted { text, metadata } => (text, metadata),
+    };
+    let segments = segment::split(&text, &options);
+    Ok(Chunks {
+        document: metadata,
+        mode: mode_name(&options),
+        total_tokens: segments.iter().map(|s| s.tokens).sum(),
+        segments,
+    })
+}
+
+fn mode_name(options: &Options) -> String {
+    match options.mode {
+        segment::Mode::Automatic => "automatic",
+        segment::Mode::Custom => "custom",
+        segment::Mode::ParentChild => "parent_child",
+    }
+    .to_string()
+}
+
 export_plugin!(split);
+
+#[cfg(test)]
+mod tests {
+    use taskbox_sdk::json;
+    use taskbox_sdk::testing::call;
+
+    use super::*;
+
+    #[test]
+    fn plain_text_splits_into_hashed_segments() {
+        let out = call(TASKBOX_TASKS, "chunking.split", json!(["First paragraph.\n\nSecond paragraph."]), json!({})).unwrap();
+        let chunks: Chunks = serde_json::from_value(out).unwrap();
+        assert_eq!(chunks.mode, "automatic");
+        assert!(!chunks.segments.is_empty());
+        assert!(chunks.segments.iter().all(|s| s.sha256.len() == 64));
+    }
+
+    #[test]
+    fn extract_output_metadata_is_carried_through() {
+        let doc = json!({"text": "Some text here.", "metadata": {"title": "T", "type": "markdown"}});
+        let out = call(TASKBOX_TASKS, "chunking.split", json!([doc]), json!({"mode": "custom", "separator": "\\n", "max_tokens": 100})).unwrap();
+        assert_eq!(out["document"]["title"], "T");
+        assert_eq!(out["mode"], "custom");
+    }
+
+    #[test]
+    fn bad_options_are_rejects_naming_the_parameter() {
+        let err = call(TASKBOX_TASKS, "chunking.split", json!(["x"]), json!({"max_tokens": 10})).unwrap_err();
+        assert!(matches!(err, TaskError::Reject(m) if m.contains("max_tokens")));
+        let err = call(TASKBOX_TASKS, "chunking.split", json!([42]), json!({})).unwrap_err();
+        assert!(matches!(err, TaskError::Reject(m) if m.contains("document")));
+    }
+}

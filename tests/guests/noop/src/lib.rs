@@ -1,7 +1,8 @@
-//! The smallest useful guest: `noop` does nothing (the per-task overhead benchmark) and `echo`
-//! returns its argument (the "next task still works" probe in the conformance suite).
+//! The smallest useful guest: `noop` does nothing (the per-task overhead benchmark), `echo`
+//! returns its argument (the "next task still works" probe), and `record` appends a label to a
+//! list in kv so integration tests can see the order tasks ran in and how often.
 
-use taskbox_sdk::{Value, export_plugin, task};
+use taskbox_sdk::{TaskError, Value, export_plugin, kv, task};
 
 /// Does nothing and returns `null`.
 #[task(name = "noop")]
@@ -13,4 +14,14 @@ fn echo(value: Value) -> Value {
     value
 }
 
-export_plugin!(noop, echo);
+/// Appends `label` to the JSON list under kv key `log` (default `order`) and returns the list's
+/// new length. Not atomic across concurrent tasks: tests that read the order run one slot.
+#[task(name = "record")]
+fn record(label: Value, #[default("order")] log: String) -> Result<usize, TaskError> {
+    let mut list: Vec<Value> = kv::get_json(&log)?.unwrap_or_default();
+    list.push(label);
+    kv::set_json(&log, &list)?;
+    Ok(list.len())
+}
+
+export_plugin!(noop, echo, record);
