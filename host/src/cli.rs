@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{parse_bytes, parse_duration};
+use crate::config::{Config, parse_bytes, parse_duration};
 use crate::exec::{self, ExecRequest};
 use crate::runtime::{DirGrant, LimitsOverride};
 use crate::telemetry::{self, LogFormat};
@@ -54,6 +54,174 @@ pub enum Command {
     /// Run one task locally under the full sandbox, without a broker.
     #[command(after_help = EXEC_EXIT_CODES)]
     Exec(ExecArgs),
+    /// Consume tasks from Redis and run them in the sandbox.
+    Worker(WorkerArgs),
+    /// Send a task in Celery's format; prints its id, or its result with --wait.
+    #[command(after_help = SEND_EXIT_CODES)]
+    Send(SendArgs),
+    /// Show a task's stored result.
+    #[command(after_help = SEND_EXIT_CODES)]
+    Result(ResultArgs),
+    /// Work the dead-letter list.
+    Dlq(DlqArgs),
+    /// Delete every waiting message of the given queues.
+    Purge(PurgeArgs),
+}
+
+/// Exit codes of `taskbox send --wait` and `taskbox result`.
+pub const SEND_EXIT_CODES: &str = "\
+Exit codes:
+   0  SUCCESS (or, without --wait, the task was sent)
+   1  error (broker unreachable, bad flag value)
+   4  FAILURE: the task failed; the error is on stderr
+   6  REVOKED: the task expired or was revoked
+   7  still not ready when --wait ran out (or PENDING for `result`)";
+
+/// Flags every broker-facing command shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// Configuration file (default: ./taskbox.toml when it exists).
+    #[arg(long, env = "TASKBOX_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Broker URL, e.g. redis://127.0.0.1:6379/0 (overrides CELERY_BROKER_URL).
+    #[arg(long, global = true)]
+    pub broker: Option<String>,
+    /// Result backend URL (default: the broker).
+    #[arg(long, global = true)]
+    pub result_backend: Option<String>,
+}
+
+impl ConfigArgs {
+    fn load(&self, extra: &[(&str, Option<String>)]) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref(), &|k| std::env::var(k).ok())?;
+        let flags = [("--broker", self.broker.clone()), ("--result-backend", self.result_backend.clone())];
+        for (flag, value) in flags.iter().chain(extra.iter()) {
+            if let Some(v) = value {
+                config.apply_flag(flag, v)?;
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// `taskbox worker` flags (each also settable in taskbox.toml and the environment).
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// Queues to consume, comma-separated (default: the 16 standard queues).
+    #[arg(short = 'Q', long)]
+    pub queues: Option<String>,
+    /// Concurrent task slots (default: number of CPUs).
+    #[arg(short = 'c', long)]
+    pub concurrency: Option<String>,
+    /// Grow slots up to MAX under backlog and shrink to MIN when idle: `MAX,MIN`.
+    #[arg(long)]
+    pub autoscale: Option<String>,
+    /// Worker name (default taskbox@<hostname>).
+    #[arg(short = 'n', long)]
+    pub name: Option<String>,
+    /// A worker whose heartbeat is older than this is dead; its tasks are redelivered.
+    #[arg(long)]
+    pub dead_after: Option<String>,
+    /// How long a warm shutdown waits for running tasks.
+    #[arg(long)]
+    pub shutdown_grace: Option<String>,
+}
+
+/// `taskbox send` flags.
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// Task name.
+    pub task: String,
+    /// Positional arguments as a JSON array, or `@FILE`.
+    #[arg(long, default_value = "[]")]
+    pub args: String,
+    /// Keyword arguments as a JSON object, or `@FILE`.
+    #[arg(long, default_value = "{}")]
+    pub kwargs: String,
+    /// Queue (default: the task's route).
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Run no earlier than this many seconds from now.
+    #[arg(long)]
+    pub countdown: Option<f64>,
+    /// Run no earlier than this ISO-8601 time (e.g. 2026-11-25T10:00:00Z).
+    #[arg(long, conflicts_with = "countdown")]
+    pub eta: Option<String>,
+    /// Drop the task (storing REVOKED) if it has not started within this many seconds.
+    #[arg(long)]
+    pub expires: Option<f64>,
+    /// Message priority 0-9 (on Redis, lower runs first, as in Celery).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=9))]
+    pub priority: Option<u8>,
+    /// Then run TASK with the previous result prepended to its args: `TASK` or
+    /// `TASK:{"kw": 1}` (keyword arguments as JSON). Repeatable, in order.
+    #[arg(long = "chain")]
+    pub chain: Vec<String>,
+    /// Wait for the result (of the last task of a chain), up to SECS (default 60).
+    #[arg(long, num_args = 0..=1, default_missing_value = "60")]
+    pub wait: Option<f64>,
+}
+
+/// `taskbox result` flags.
+#[derive(Debug, clap::Args)]
+pub struct ResultArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// Task id.
+    pub id: String,
+    /// Wait up to SECS for a final state.
+    #[arg(long, num_args = 0..=1, default_missing_value = "60")]
+    pub wait: Option<f64>,
+}
+
+/// `taskbox dlq` subcommands.
+#[derive(Debug, clap::Args)]
+pub struct DlqArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    #[command(subcommand)]
+    pub action: DlqAction,
+}
+
+/// What to do with the dead-letter list.
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// One line per entry, newest first: task id, task, queue, kind, reason.
+    List {
+        /// How many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: isize,
+    },
+    /// The whole entry (reason, raw message) of one task id.
+    Show {
+        /// Task id (or the raw message's delivery tag for undecodable ones).
+        id: String,
+    },
+    /// Put entries back on their queues.
+    Requeue {
+        /// Task id to requeue.
+        id: Option<String>,
+        /// Requeue every entry.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+    /// Delete every entry.
+    Purge,
+}
+
+/// `taskbox purge` flags.
+#[derive(Debug, clap::Args)]
+pub struct PurgeArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// Queues to purge, comma-separated.
+    #[arg(short = 'Q', long, required = true)]
+    pub queues: String,
 }
 
 /// `taskbox exec` flags.
@@ -122,6 +290,11 @@ pub fn main() -> ExitCode {
     let code = runtime.block_on(async {
         match cli.command {
             Command::Exec(args) => run_exec(args).await,
+            Command::Worker(args) => run_worker(args).await,
+            Command::Send(args) => crate::ops::send(args).await,
+            Command::Result(args) => crate::ops::result(args).await,
+            Command::Dlq(args) => crate::ops::dlq(args).await,
+            Command::Purge(args) => crate::ops::purge(args).await,
         }
     });
     match code {
@@ -217,4 +390,27 @@ fn report_error(err: &crate::runtime::SandboxError) -> ExitCode {
         eprintln!("{backtrace}");
     }
     ExitCode::from(err.exit_code())
+}
+
+async fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let config = args.common.load(&[
+        ("--queues", args.queues.clone()),
+        ("--concurrency", args.concurrency.clone()),
+        ("--autoscale", args.autoscale.clone()),
+        ("--name", args.name.clone()),
+        ("--dead-after", args.dead_after.clone()),
+        ("--shutdown-grace", args.shutdown_grace.clone()),
+    ])?;
+    let shutdown = crate::shutdown::Shutdown::new();
+    shutdown.listen_for_signals()?;
+    let worker = crate::worker::Worker::start(config, shutdown).await?;
+    worker.run().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+impl ConfigArgs {
+    /// The validated configuration for a command that needs no extra flags.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        self.load(&[])
+    }
 }

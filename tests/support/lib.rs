@@ -2,6 +2,8 @@
 //! `just build-wasm` compiled from source, the `taskbox` binary, and helpers to run tasks.
 
 pub mod guests;
+pub mod redis;
+pub mod worker;
 
 use std::path::PathBuf;
 

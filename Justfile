@@ -1,0 +1,70 @@
+# taskbox task runner. `just` lists the recipes.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Every wasm32-wasip2 crate: built-in plugins, then the guests the tests drive.
+plugins := "taskbox-plugin-chunking"
+guests := "taskbox-guest-hostile taskbox-guest-noop taskbox-guest-wrong-version taskbox-guest-cpu"
+# Crates whose own unit tests run natively, beside the default members.
+native := "taskbox-sdk taskbox-sdk-macro taskbox-plugin-chunking"
+
+# List the recipes.
+[group('help')]
+default:
+    @just --list
+
+# Build every component (built-ins and test guests) for wasm32-wasip2.
+[group('build')]
+build-wasm:
+    cargo build --target wasm32-wasip2 --profile guest {{ prepend('-p ', plugins) }} {{ prepend('-p ', guests) }}
+
+# Build the release `taskbox` binary with the built-in components embedded.
+[group('build')]
+build: build-wasm
+    cargo build --release -p taskbox
+    @echo "built target/release/taskbox"
+
+# Check formatting, lint, then run every test including the sandbox conformance suite.
+[group('test')]
+test: build-wasm lint test-fast
+
+# Create target/celery-venv with a real Celery 5 from PyPI, for the interop tests.
+[group('test')]
+venv:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    venv="${CARGO_TARGET_DIR:-target}/celery-venv"
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import celery, redis' 2>/dev/null; then
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check 'celery[redis]==5.6.3'
+    fi
+
+# Run the tests without the lint step (a quicker local loop).
+[group('test')]
+test-fast: build-wasm venv
+    cargo build -p taskbox
+    cargo test --workspace --exclude taskbox-guest-hostile --exclude taskbox-guest-noop --exclude taskbox-guest-wrong-version --exclude taskbox-guest-cpu
+
+# Format check and clippy with warnings denied (host side and wasm side).
+[group('test')]
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets --exclude taskbox-guest-hostile --exclude taskbox-guest-noop --exclude taskbox-guest-wrong-version --exclude taskbox-guest-cpu -- -D warnings
+    cargo clippy --target wasm32-wasip2 --profile guest {{ prepend('-p ', plugins) }} {{ prepend('-p ', guests) }} -- -D warnings
+
+# Format the code.
+[group('dev')]
+fmt:
+    cargo fmt --all
+
+# Run a tour of the sandbox: chunk the example documents and watch hostile tasks get contained.
+[group('demo')]
+demo: build
+    ./examples/demo.sh target/release/taskbox
+
+# Measure sandbox overhead and guest CPU speed against native; writes BENCHMARKS.md.
+[group('bench')]
+bench: build-wasm
+    cargo bench -p taskbox-tests --bench sandbox -- --out target/bench/sandbox.md
+    ./examples/assemble-benchmarks.sh "just bench" target/bench/sandbox.md > BENCHMARKS.md
+    @echo "wrote BENCHMARKS.md"

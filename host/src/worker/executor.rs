@@ -1,0 +1,340 @@
+//! One message, start to finish: decode → (delay | expire | route) → run in the sandbox →
+//! publish follow-ups, store the result and ack in one atomic step, or retry, or dead-letter.
+//! Nothing here panics on message content, and every outcome leaves the message accounted for
+//! in Redis.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tracing::Instrument as _;
+
+use super::{InFlight, Shared};
+use crate::broker::message::{self, DecodeError, TaskMessage};
+use crate::broker::{Delivery, Finish, delayed_member, now_ms};
+use crate::registry;
+use crate::results::{self, Failure, Lineage, RunInfo};
+use crate::runtime::{CancelToken, Invocation, SandboxError, TaskMeta};
+use crate::telemetry;
+
+use super::retry::{self, Decision};
+
+/// Why a running task was stopped from outside.
+pub const REASON_SHUTDOWN: &str = "worker shutdown";
+/// The worker was declared dead while the task ran; another worker has the message now.
+pub const REASON_FENCED: &str = "worker lost its lease";
+
+/// Handles one delivery to the end.
+pub(crate) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
+    let queue = message::queue_of_key(&delivery.list_key).to_string();
+    let mut msg = match message::decode(&delivery.raw) {
+        Ok(msg) => msg,
+        Err(err) => return dead_letter_undecodable(&shared, &delivery, &queue, err).await,
+    };
+    if msg.routing_key.is_empty() {
+        // A producer that left out delivery_info: retries go back where the message came from.
+        msg.routing_key = queue.clone();
+    }
+    let plugin = shared.registry.lookup(&msg.task).map(|p| p.name.clone()).unwrap_or_default();
+    let meta = TaskMeta {
+        id: msg.id.clone(),
+        name: msg.task.clone(),
+        queue: queue.clone(),
+        attempt: msg.retries.saturating_add(1),
+        plugin,
+        root_id: msg.root_id.clone(),
+    };
+    let span = telemetry::task_span(&meta, &shared.name);
+    run_message(shared, delivery, msg, meta).instrument(span).await;
+}
+
+async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, meta: TaskMeta) {
+    let config = &shared.config;
+    let task_config = config.tasks.get(&msg.task);
+    let ignore_result = msg.ignore_result
+        || !config.results.enabled
+        || task_config.and_then(|t| t.ignore_result).unwrap_or(false);
+    let lineage = Lineage {
+        parent_id: msg.parent_id.clone(),
+        group_id: msg.group.clone(),
+        children: Vec::new(),
+    };
+    let result_ttl = shared.results.ttl();
+    let now = jiff::Timestamp::now();
+
+    // Countdown / ETA: park it in the delayed set (in Redis, not in memory) until it is due.
+    if let Some(eta) = msg.eta
+        && eta > now
+    {
+        let due = u64::try_from(eta.as_millisecond()).unwrap_or(0);
+        let finish = Finish {
+            require_owned: true,
+            delayed: Some((due, delayed_member(&delivery.list_key, &String::from_utf8_lossy(&delivery.raw)))),
+            ..Finish::default()
+        };
+        tracing::debug!(eta = %message::format_timestamp(eta), "task is not due yet; parked in the delayed set");
+        commit(&shared, &delivery.tag, finish).await;
+        return;
+    }
+
+    // Expired: not run, REVOKED stored.
+    if let Some(expires) = msg.expires
+        && expires < now
+    {
+        tracing::info!(expires = %message::format_timestamp(expires), "task expired before it could run; storing REVOKED");
+        let results = if ignore_result {
+            Vec::new()
+        } else {
+            vec![(results::key(&msg.id), results::revoked(&msg.id, "expired", &lineage))]
+        };
+        commit(&shared, &delivery.tag, Finish { require_owned: true, results, result_ttl, ..Finish::default() }).await;
+        return;
+    }
+
+    let Some(plugin) = shared.registry.lookup(&msg.task).cloned() else {
+        let reason = format!(
+            "task '{}' is not registered on this worker (it serves: {}); load the plugin that serves it, then requeue from the dead-letter list",
+            msg.task,
+            shared.registry.task_names().join(", ")
+        );
+        tracing::warn!(%reason, "unknown task");
+        let failure = Failure::new("NotRegistered", format!("'{}'", msg.task));
+        let finish = Finish {
+            require_owned: true,
+            results: if msg.id.is_empty() { Vec::new() } else { vec![(results::key(&msg.id), results::failure(&msg.id, &failure, None, &lineage, None))] },
+            result_ttl,
+            dead_letter: Some(dead_letter_entry(&shared, &delivery, &meta.queue, Some(&msg), "NotRegistered", &reason)),
+            ..Finish::default()
+        };
+        commit(&shared, &delivery.tag, finish).await;
+        return;
+    };
+
+    let mut limits = plugin.limits.clone();
+    if let Some(over) = task_config.map(|t| &t.limits) {
+        limits = limits.with(over);
+    }
+    // Celery's per-message time limits (hard, soft) tighten the configured ones.
+    if let Some(hard) = msg.timelimit.0.filter(|s| *s > 0.0) {
+        limits.timeout = limits.timeout.min(Duration::from_secs_f64(hard));
+    }
+    if let Some(soft) = msg.timelimit.1.filter(|s| *s > 0.0) {
+        limits.soft_timeout = Some(Duration::from_secs_f64(soft));
+    }
+
+    let acks_late = task_config.and_then(|t| t.acks_late).unwrap_or(true);
+    if !acks_late && !commit(&shared, &delivery.tag, Finish { require_owned: true, ..Finish::default() }).await {
+        return;
+    }
+    if config.results.track_started && !ignore_result {
+        let started = results::started(&msg.id, &shared.name, std::process::id());
+        if let Err(err) = shared.results.store(&msg.id, &started).await {
+            tracing::debug!(error = %err, "could not store STARTED");
+        }
+    }
+
+    let cancel = CancelToken::default();
+    shared.track(&delivery.tag, InFlight {
+        task_id: msg.id.clone(),
+        task: msg.task.clone(),
+        queue: meta.queue.clone(),
+        started: Instant::now(),
+        cancel: cancel.clone(),
+    });
+    let invocation = Invocation {
+        meta: Arc::new(meta.clone()),
+        args: Value::Array(msg.args.clone()).to_string(),
+        kwargs: Value::Object(msg.kwargs.clone()).to_string(),
+        limits,
+        grants: plugin.grants.clone(),
+        backends: shared.backends.clone(),
+        cancel: Some(cancel.clone()),
+    };
+    tracing::debug!("task started");
+    let report = shared.runtime.run(&plugin.component, invocation).await;
+    shared.untrack(&delivery.tag);
+
+    let stats = &report.stats;
+    let mut info = RunInfo {
+        duration_ms: stats.duration.as_secs_f64() * 1000.0,
+        fuel_used: stats.fuel_used,
+        peak_memory: stats.peak_memory,
+        error_kind: None,
+        worker: shared.name.clone(),
+        attempt: meta.attempt,
+    };
+    let origin = shared.origin.clone();
+    let routes = |task: &str| registry::default_queue(config, task).unwrap_or_else(|| meta.queue.clone());
+
+    let outcome = report.outcome.and_then(|bytes| {
+        serde_json::from_slice::<Value>(&bytes).map_err(|e| SandboxError::Trap {
+            message: format!("the task's output is not JSON: {e}"),
+            backtrace: String::new(),
+        })
+    });
+    match outcome {
+        Ok(result) => {
+            let mut pushes = Vec::new();
+            let mut children = Vec::new();
+            for next in message::callbacks(&msg, &result, &routes, &origin)
+                .into_iter()
+                .chain(message::next_chain_step(&msg, &result, &routes, &origin))
+            {
+                children.push(next.id.clone());
+                pushes.push(message::encode(&next));
+            }
+            let lineage = Lineage { children, ..lineage };
+            let results = if ignore_result {
+                Vec::new()
+            } else {
+                vec![(results::key(&msg.id), results::success(&msg.id, result, &lineage, Some(&info)))]
+            };
+            shared.stats.succeeded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(duration_ms = info.duration_ms, fuel_used = info.fuel_used, peak_memory = info.peak_memory, "task succeeded");
+            commit(&shared, &delivery.tag, Finish { require_owned: acks_late, pushes, results, result_ttl, ..Finish::default() }).await;
+        }
+        Err(SandboxError::Terminated { reason }) if reason == REASON_SHUTDOWN || reason == REASON_FENCED => {
+            if acks_late && reason == REASON_SHUTDOWN {
+                // Not finished: put it back so it runs again elsewhere.
+                match shared.broker.restore(std::slice::from_ref(&delivery.tag)).await {
+                    Ok(_) => tracing::info!("task stopped by shutdown; returned to its queue"),
+                    Err(err) => tracing::error!(error = %format_args!("{err:#}"), "task stopped by shutdown and could not be returned now; it stays owned and is restored when this worker is reaped"),
+                }
+            } else {
+                tracing::warn!(%reason, "task stopped");
+            }
+        }
+        Err(err) => {
+            info.error_kind = Some(err.kind().to_string());
+            let policy = task_config.and_then(|t| t.retry.clone()).unwrap_or_default();
+            match retry::decide(&err, msg.retries, &policy, rand::random::<f64>()) {
+                Decision::Retry { after, reason } => {
+                    let eta = jiff::Timestamp::now()
+                        .checked_add(jiff::SignedDuration::try_from(after).unwrap_or(jiff::SignedDuration::ZERO))
+                        .unwrap_or_else(|_| jiff::Timestamp::now());
+                    let retry_msg = message::retry_of(&msg, eta, &origin);
+                    let (list_key, envelope) = message::encode(&retry_msg);
+                    let results = if ignore_result {
+                        Vec::new()
+                    } else {
+                        vec![(results::key(&msg.id), results::retry(&msg.id, &reason, &lineage, Some(&info)))]
+                    };
+                    shared.stats.retried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(error.kind = err.kind(), retry_in_ms = after.as_millis() as u64, "task failed; retry scheduled: {err}");
+                    let finish = Finish {
+                        require_owned: acks_late,
+                        results,
+                        result_ttl,
+                        delayed: Some((now_ms() + after.as_millis() as u64, delayed_member(&list_key, &envelope))),
+                        ..Finish::default()
+                    };
+                    commit(&shared, &delivery.tag, finish).await;
+                }
+                Decision::GiveUp => {
+                    let mut failure = Failure::new(err.kind(), err.to_string());
+                    if matches!(err, SandboxError::Terminated { .. }) {
+                        failure = Failure::new("Terminated", err.to_string());
+                    }
+                    let traceback = match &err {
+                        SandboxError::Trap { backtrace, .. } if !backtrace.is_empty() => Some(backtrace.clone()),
+                        _ => None,
+                    };
+                    let mut results = Vec::new();
+                    if !ignore_result {
+                        results.push((results::key(&msg.id), results::failure(&msg.id, &failure, traceback, &lineage, Some(&info))));
+                        // As Celery does, the rest of a failed chain fails with the same error.
+                        for step in msg.embed.chain.iter().flatten() {
+                            if let Some(id) = step.options.get("task_id").and_then(Value::as_str) {
+                                let step_lineage = Lineage { parent_id: Some(msg.id.clone()), ..Lineage::default() };
+                                results.push((results::key(id), results::failure(id, &failure, None, &step_lineage, None)));
+                            }
+                        }
+                    }
+                    shared.stats.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(error.kind = err.kind(), "task failed for good; dead-lettered: {err}");
+                    let finish = Finish {
+                        require_owned: acks_late,
+                        results,
+                        result_ttl,
+                        dead_letter: Some(dead_letter_entry(&shared, &delivery, &meta.queue, Some(&msg), err.kind(), &err.to_string())),
+                        ..Finish::default()
+                    };
+                    commit(&shared, &delivery.tag, finish).await;
+                }
+            }
+        }
+    }
+}
+
+/// A message we cannot run goes to the dead-letter list with its reason and raw bytes, and
+/// FAILURE is stored when its task id could be read.
+async fn dead_letter_undecodable(shared: &Shared, delivery: &Delivery, queue: &str, err: DecodeError) {
+    tracing::warn!(queue, kind = ?err.kind, task.id = err.task_id.as_deref().unwrap_or(""), "undecodable message dead-lettered: {err}");
+    let kind = format!("{:?}", err.kind);
+    let mut results = Vec::new();
+    if let Some(id) = err.task_id.as_deref().filter(|id| !id.is_empty()) {
+        let failure = Failure::new(kind.clone(), err.reason.clone());
+        results.push((results::key(id), results::failure(id, &failure, None, &Lineage::default(), None)));
+    }
+    let mut entry = dead_letter_value(shared, delivery, queue, &kind, &err.reason);
+    entry["task_id"] = err.task_id.clone().into();
+    entry["task"] = err.task_name.clone().into();
+    let finish = Finish {
+        require_owned: true,
+        results,
+        result_ttl: shared.results.ttl(),
+        dead_letter: Some(entry.to_string()),
+        ..Finish::default()
+    };
+    shared.stats.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    commit(shared, &delivery.tag, finish).await;
+}
+
+fn dead_letter_value(shared: &Shared, delivery: &Delivery, queue: &str, kind: &str, reason: &str) -> Value {
+    json!({
+        "reason": reason,
+        "kind": kind,
+        "queue": queue,
+        "list_key": delivery.list_key,
+        "at": message::format_timestamp(jiff::Timestamp::now()),
+        "worker": shared.name,
+        "raw": String::from_utf8_lossy(&delivery.raw),
+    })
+}
+
+fn dead_letter_entry(shared: &Shared, delivery: &Delivery, queue: &str, msg: Option<&TaskMessage>, kind: &str, reason: &str) -> String {
+    let mut entry = dead_letter_value(shared, delivery, queue, kind, reason);
+    if let Some(msg) = msg {
+        entry["task_id"] = msg.id.clone().into();
+        entry["task"] = msg.task.clone().into();
+        entry["retries"] = msg.retries.into();
+    }
+    entry.to_string()
+}
+
+/// Applies a finish step, retrying through broker outages. The message stays owned in Redis
+/// meanwhile, so giving up (only on a forced shutdown) loses nothing: it is restored later.
+/// Returns whether it was applied (false when fenced off or abandoned).
+pub(crate) async fn commit(shared: &Shared, tag: &str, finish: Finish) -> bool {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match shared.broker.finish(tag, &finish).await {
+            Ok(true) => return true,
+            Ok(false) => {
+                tracing::warn!("this worker no longer owns the message (it was redelivered after a lost heartbeat); its outcome here is discarded");
+                return false;
+            }
+            Err(err) => {
+                tracing::warn!(error = %format_args!("{err:#}"), retry_in_ms = backoff.as_millis() as u64, "could not record the task's outcome; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shared.shutdown.forced() => {
+                        tracing::error!("forced shutdown while the broker is unreachable: the message stays unacked and will be redelivered");
+                        return false;
+                    }
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

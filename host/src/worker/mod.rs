@@ -1,0 +1,417 @@
+//! The worker: fetches messages while it has free slots, runs each on the sandbox runtime, and
+//! keeps its lease, the delayed set and dead peers in order in the background.
+//!
+//! State has one owner: [`Shared`] holds the runtime, registry, broker and result store, and
+//! the in-flight table; each task's own state lives in its `Store`.
+
+pub mod autoscale;
+pub mod backends;
+pub mod executor;
+pub mod retry;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::sync::Semaphore;
+
+use crate::broker::notify::QueueNotifier;
+use crate::broker::{self, Broker, message};
+use crate::config::Config;
+use crate::registry::{self, Registry};
+use crate::results::ResultStore;
+use crate::runtime::capabilities::mail::{MailBackend, OutboxMail};
+use crate::runtime::{Backends, CancelToken, EngineSettings, Runtime, RuntimeSettings};
+use crate::shutdown::Shutdown;
+
+/// How long an owned message may sit without being tracked as running before this worker puts
+/// it back (a fetch whose reply was lost). Far above the time between fetch and start.
+pub const ORPHAN_AGE: Duration = Duration::from_secs(30);
+
+/// A task being run by this worker.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    /// Task id.
+    pub task_id: String,
+    /// Task name.
+    pub task: String,
+    /// Queue it came from.
+    pub queue: String,
+    /// When it started.
+    pub started: Instant,
+    /// Stops it.
+    pub cancel: CancelToken,
+}
+
+/// Counters since start.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Tasks that succeeded.
+    pub succeeded: AtomicU64,
+    /// Tasks that failed for good (including undecodable messages).
+    pub failed: AtomicU64,
+    /// Retries scheduled.
+    pub retried: AtomicU64,
+}
+
+/// Everything the fetch loop, the executors and the maintenance loop share.
+pub struct Shared {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// The sandbox.
+    pub runtime: Arc<Runtime>,
+    /// Task → plugin.
+    pub registry: Arc<Registry>,
+    /// The broker connection.
+    pub broker: Broker,
+    /// The result backend.
+    pub results: ResultStore,
+    /// Capability backends handed to every task.
+    pub backends: Backends,
+    /// `taskbox@host`: the name in results and logs.
+    pub name: String,
+    /// `origin` header of messages this worker publishes.
+    pub origin: String,
+    /// Shutdown signals.
+    pub shutdown: Shutdown,
+    /// Counters.
+    pub stats: Stats,
+    in_flight: Mutex<HashMap<String, InFlight>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn track(&self, tag: &str, task: InFlight) {
+        self.lock().insert(tag.to_string(), task);
+    }
+
+    fn untrack(&self, tag: &str) {
+        self.lock().remove(tag);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, InFlight>> {
+        // Entries are plain values; a panic elsewhere cannot leave the map half-updated.
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tasks running now, by delivery tag.
+    pub fn in_flight(&self) -> Vec<(String, InFlight)> {
+        self.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    fn running_per_queue(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for task in self.lock().values() {
+            *counts.entry(task.queue.clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Stops every running task with `reason`.
+    pub fn cancel_all(&self, reason: &str) {
+        for task in self.lock().values() {
+            task.cancel.cancel(reason);
+        }
+    }
+}
+
+/// The default worker name: `taskbox@<hostname>`.
+pub fn default_name() -> String {
+    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into());
+    format!("taskbox@{host}")
+}
+
+/// A running worker: start with [`Worker::start`], then [`Worker::run`] until shutdown.
+pub struct Worker {
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    scaler: Arc<autoscale::Scaler>,
+    notifier: QueueNotifier,
+    queues: Vec<String>,
+}
+
+impl Worker {
+    /// Connects, loads the runtime and plugins, declares the queues and registers the worker.
+    pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Worker> {
+        let config = Arc::new(config);
+        let name = config.worker.name.clone().unwrap_or_else(default_name);
+        let worker_id = format!("{name}:{}:{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let broker_url = config.broker_url();
+        let sentinel_master = config.broker.sentinel_master.clone();
+        let broker = Broker::connect(&broker_url, sentinel_master.as_deref(), &worker_id, &config.worker.dead_letter_key)
+            .await
+            .context("failed to connect to the broker")?;
+        let results_url = config.results_url();
+        let results_conn = if results_url == broker_url {
+            broker.connection()
+        } else {
+            let client = broker::client_for(&results_url, sentinel_master.as_deref()).await?;
+            redis::aio::ConnectionManager::new(client)
+                .await
+                .with_context(|| format!("failed to connect to the result backend at {}", crate::config::redact_url(&results_url)))?
+        };
+        let ttl = (!config.results.expires.is_zero()).then_some(config.results.expires);
+        let results = ResultStore::new(results_conn, ttl);
+
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let concurrency = config.worker.concurrency.unwrap_or(cpus).max(1);
+        let (max_slots, min_slots) = config.worker.autoscale.unwrap_or((concurrency, concurrency));
+        let runtime = Arc::new(Runtime::new(RuntimeSettings {
+            engine: EngineSettings {
+                max_live_stores: max_slots + 4,
+                ..EngineSettings::default()
+            },
+            cache_dir: config.worker.cache_dir.clone().or_else(crate::cli::default_cache_dir),
+        })?);
+        let registry = Arc::new(Registry::load(&runtime, &config).await?);
+
+        let mail: Arc<dyn MailBackend> = match config.mail.kind.as_deref() {
+            Some("outbox") => {
+                let dir = config.mail.outbox_dir.clone().context("MAIL_TYPE=outbox needs MAIL_OUTBOX_DIR")?;
+                Arc::new(OutboxMail::new(dir, config.mail.default_from.clone())?)
+            }
+            Some(other) => anyhow::bail!("MAIL_TYPE={other} is not supported by this worker yet; use MAIL_TYPE=outbox with MAIL_OUTBOX_DIR"),
+            None => Arc::new(backends::UnconfiguredMail),
+        };
+        let origin = format!("{}@{}", std::process::id(), name.trim_start_matches("taskbox@"));
+        let routes_config = config.clone();
+        let backends = Backends {
+            kv: Arc::new(backends::RedisKv::new(broker.connection())),
+            mail,
+            queue: Arc::new(backends::BrokerQueue::new(
+                broker.clone(),
+                Arc::new(move |task: &str| registry::default_queue(&routes_config, task)),
+                origin.clone(),
+            )),
+            progress: Arc::new(backends::ResultProgress::new(results.clone())),
+        };
+
+        let queues = config.worker.queues.clone();
+        broker.declare(&queues).await?;
+        broker.register().await?;
+        let notifier = QueueNotifier::start(broker::client_for(&broker_url, sentinel_master.as_deref()).await?, queues.clone(), shutdown.token());
+        let slots = Arc::new(Semaphore::new(min_slots as usize));
+        let scaler = Arc::new(autoscale::Scaler::new(slots.clone(), min_slots, max_slots));
+        tracing::info!(
+            worker = %worker_id,
+            broker = %broker.url(),
+            queues = %queues.join(","),
+            slots = min_slots,
+            max_slots,
+            tasks = %registry.task_names().join(","),
+            "worker ready"
+        );
+        let shared = Arc::new(Shared {
+            config,
+            runtime,
+            registry,
+            broker,
+            results,
+            backends,
+            name,
+            origin,
+            shutdown,
+            stats: Stats::default(),
+            in_flight: Mutex::new(HashMap::new()),
+        });
+        Ok(Worker { shared, slots, scaler, notifier, queues })
+    }
+
+    /// State shared with the executors (for inspection and tests).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Runs until shutdown: the fetch loop in the foreground, maintenance in the background,
+    /// then the drain.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let maintenance = tokio::spawn(maintain(self.shared.clone(), self.scaler.clone(), self.queues.clone(), self.notifier.clone()));
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut rotation = 0usize;
+        let mut broker_down_since: Option<Instant> = None;
+        loop {
+            // Reap finished executors so the set does not grow.
+            while tasks.try_join_next().is_some() {}
+            let first = tokio::select! {
+                permit = self.slots.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                () = self.shared.shutdown.begun() => break,
+            };
+            let mut permits = vec![first];
+            while permits.len() < 64 {
+                match self.slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let keys = fetch_keys(&self.shared, &self.queues, rotation, self.scaler.current());
+            let deliveries = match self.shared.broker.fetch(&keys, permits.len()).await {
+                Ok(d) => {
+                    if let Some(since) = broker_down_since.take() {
+                        tracing::info!(down_ms = since.elapsed().as_millis() as u64, "broker reachable again");
+                    }
+                    d
+                }
+                Err(err) => {
+                    if broker_down_since.is_none() {
+                        broker_down_since = Some(Instant::now());
+                        tracing::warn!(error = %format_args!("{err:#}"), "broker unreachable; retrying with backoff");
+                    }
+                    drop(permits);
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                        () = self.shared.shutdown.begun() => break,
+                    }
+                    continue;
+                }
+            };
+            if deliveries.is_empty() {
+                drop(permits);
+                tokio::select! {
+                    () = self.notifier.wait(Duration::from_secs(1)) => {}
+                    () = self.shared.shutdown.begun() => break,
+                }
+                continue;
+            }
+            rotation = rotation.wrapping_add(1);
+            let mut permits = permits.into_iter();
+            for delivery in deliveries {
+                let Some(permit) = permits.next() else { break };
+                let shared = self.shared.clone();
+                tasks.spawn(async move {
+                    executor::handle(shared, delivery).await;
+                    drop(permit);
+                });
+            }
+        }
+        self.drain(tasks).await;
+        maintenance.abort();
+        Ok(())
+    }
+
+    async fn drain(&self, mut tasks: tokio::task::JoinSet<()>) {
+        let grace = self.shared.config.worker.shutdown_grace;
+        let running = self.shared.in_flight().len();
+        if running > 0 {
+            tracing::info!(running, grace_s = grace.as_secs(), "waiting for running tasks to finish");
+        }
+        let deadline = tokio::time::sleep(grace);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                next = tasks.join_next() => if next.is_none() { break },
+                () = &mut deadline => {
+                    tracing::warn!(running = self.shared.in_flight().len(), "grace period over; stopping running tasks and returning them to their queues");
+                    self.shared.cancel_all(executor::REASON_SHUTDOWN);
+                    break;
+                }
+                () = self.shared.shutdown.forced() => {
+                    self.shared.cancel_all(executor::REASON_SHUTDOWN);
+                    break;
+                }
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        // Anything still owned (fetched but not finished) goes back; then leave the fleet.
+        match self.shared.broker.restore(&[]).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(restored = n, "returned unfinished messages to their queues"),
+            Err(err) => tracing::error!(error = %format_args!("{err:#}"), "could not return unfinished messages; peers will restore them once this worker's heartbeat lapses"),
+        }
+        let mut conn = self.shared.broker.connection();
+        let _: Result<(), _> = redis::AsyncCommands::zrem(&mut conn, broker::WORKERS, self.shared.broker.worker_id()).await;
+        tracing::info!(
+            succeeded = self.shared.stats.succeeded.load(Ordering::Relaxed),
+            failed = self.shared.stats.failed.load(Ordering::Relaxed),
+            "worker stopped"
+        );
+    }
+}
+
+/// The list keys to fetch from, in drain order: `priority_*` queues first, then the others
+/// (rotated for fairness), then `retention`; within a queue kombu's priority lists 0, 3, 6, 9.
+/// Queues at their configured share of slots are left out this round.
+fn fetch_keys(shared: &Shared, queues: &[String], rotation: usize, slots: u32) -> Vec<String> {
+    let running = shared.running_per_queue();
+    let shares = &shared.config.worker.queue_shares;
+    let allowed = |q: &String| match shares.get(q) {
+        Some(share) => (running.get(q).copied().unwrap_or(0) as f64) < (share * slots as f64).max(1.0),
+        None => true,
+    };
+    let high: Vec<&String> = queues.iter().filter(|q| q.starts_with("priority_")).collect();
+    let low: Vec<&String> = queues.iter().filter(|q| q.as_str() == "retention").collect();
+    let mut normal: Vec<&String> = queues
+        .iter()
+        .filter(|q| !q.starts_with("priority_") && q.as_str() != "retention")
+        .collect();
+    if !normal.is_empty() {
+        let len = normal.len();
+        normal.rotate_left(rotation % len);
+    }
+    high.into_iter()
+        .chain(normal)
+        .chain(low)
+        .filter(|q| allowed(q))
+        .flat_map(|q| message::PRIORITY_STEPS.iter().map(move |p| message::queue_key(q, *p)))
+        .collect()
+}
+
+/// Heartbeat and lease renewal, reaping dead peers, promoting due delayed messages, autoscaling.
+async fn maintain(shared: Arc<Shared>, scaler: Arc<autoscale::Scaler>, queues: Vec<String>, notifier: QueueNotifier) {
+    let cfg = &shared.config.worker;
+    let mut heartbeat = tokio::time::interval(cfg.heartbeat_interval);
+    let mut promote = tokio::time::interval(cfg.delayed_poll);
+    let mut scale = tokio::time::interval(Duration::from_secs(1));
+    for timer in [&mut heartbeat, &mut promote, &mut scale] {
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    loop {
+        tokio::select! {
+            _ = heartbeat.tick() => {
+                let tags: Vec<String> = shared.in_flight().into_iter().map(|(tag, _)| tag).collect();
+                match shared.broker.heartbeat(&tags).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!("this worker was declared dead by its peers (heartbeat lapsed); abandoning running tasks, which were redelivered");
+                        shared.cancel_all(executor::REASON_FENCED);
+                        let _ = shared.broker.register().await;
+                    }
+                    Err(err) => tracing::warn!(error = %format_args!("{err:#}"), "heartbeat failed"),
+                }
+                if let Err(err) = shared.broker.restore_orphans(&tags, ORPHAN_AGE).await {
+                    tracing::debug!(error = %format_args!("{err:#}"), "orphan check failed");
+                }
+                match shared.broker.reap_dead(cfg.dead_after).await {
+                    Ok(n) if n > 0 => notifier.wake(),
+                    Ok(_) => {}
+                    Err(err) => tracing::debug!(error = %format_args!("{err:#}"), "reaping failed"),
+                }
+            }
+            _ = promote.tick() => {
+                match shared.broker.promote_due(500).await {
+                    Ok(n) if n > 0 => notifier.wake(),
+                    Ok(_) => {}
+                    Err(err) => tracing::debug!(error = %format_args!("{err:#}"), "promoting delayed tasks failed"),
+                }
+            }
+            _ = scale.tick() => {
+                if scaler.is_dynamic() {
+                    let mut backlog = 0;
+                    for q in &queues {
+                        backlog += shared.broker.depth(q).await.unwrap_or(0);
+                    }
+                    scaler.adjust(backlog, shared.in_flight().len() as u32);
+                }
+            }
+        }
+    }
+}
