@@ -94,7 +94,10 @@ pub struct ConfigArgs {
 impl ConfigArgs {
     fn load(&self, extra: &[(&str, Option<String>)]) -> anyhow::Result<Config> {
         let mut config = Config::load(self.config.as_deref(), &|k| std::env::var(k).ok())?;
-        let flags = [("--broker", self.broker.clone()), ("--result-backend", self.result_backend.clone())];
+        let flags = [
+            ("--broker", self.broker.clone()),
+            ("--result-backend", self.result_backend.clone()),
+        ];
         for (flag, value) in flags.iter().chain(extra.iter()) {
             if let Some(v) = value {
                 config.apply_flag(flag, v)?;
@@ -280,7 +283,10 @@ pub struct ExecArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(&cli.log_level, cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: failed to start the async runtime: {err}");

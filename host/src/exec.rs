@@ -73,7 +73,8 @@ pub fn read_json_arg(flag: &str, value: &str) -> anyhow::Result<String> {
 pub fn component_bytes(spec: &str) -> anyhow::Result<Vec<u8>> {
     let path = std::path::Path::new(spec);
     if path.is_file() {
-        return std::fs::read(path).with_context(|| format!("failed to read component {}", path.display()));
+        return std::fs::read(path)
+            .with_context(|| format!("failed to read component {}", path.display()));
     }
     if builtins::is_builtin(spec) {
         return builtins::get(spec).map(<[u8]>::to_vec);
@@ -128,7 +129,10 @@ pub async fn run(req: ExecRequest) -> anyhow::Result<Result<ExecResult, SandboxE
     };
     let capture_mail = Arc::new(CaptureMail::default());
     let mail: Arc<dyn crate::runtime::capabilities::mail::MailBackend> = match &req.outbox {
-        Some(dir) => Arc::new(OutboxMail::new(dir.clone(), Some("taskbox@localhost".into()))?),
+        Some(dir) => Arc::new(OutboxMail::new(
+            dir.clone(),
+            Some("taskbox@localhost".into()),
+        )?),
         None => capture_mail.clone(),
     };
     let queue = Arc::new(CaptureQueue::default());
@@ -143,7 +147,12 @@ pub async fn run(req: ExecRequest) -> anyhow::Result<Result<ExecResult, SandboxE
         env: req.env.clone(),
         ..Grants::all_capabilities()
     };
-    let meta = Arc::new(TaskMeta::new(uuid::Uuid::new_v4().to_string(), task.clone(), "exec", plugin));
+    let meta = Arc::new(TaskMeta::new(
+        uuid::Uuid::new_v4().to_string(),
+        task.clone(),
+        "exec",
+        plugin,
+    ));
     let span = telemetry::task_span(&meta, "exec");
     let invocation = Invocation {
         meta,

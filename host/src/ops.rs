@@ -16,9 +16,19 @@ use crate::registry;
 use crate::results::{ResultStore, TaskState};
 
 async fn connect(config: &Config) -> anyhow::Result<(Broker, ResultStore, redis::Client)> {
-    let name = format!("{}:cli:{}", crate::worker::default_name(), std::process::id());
+    let name = format!(
+        "{}:cli:{}",
+        crate::worker::default_name(),
+        std::process::id()
+    );
     let master = config.broker.sentinel_master.as_deref();
-    let broker = Broker::connect(&config.broker_url(), master, &name, &config.worker.dead_letter_key).await?;
+    let broker = Broker::connect(
+        &config.broker_url(),
+        master,
+        &name,
+        &config.worker.dead_letter_key,
+    )
+    .await?;
     let results_client = broker::client_for(&config.results_url(), master).await?;
     let conn = if config.results_url() == config.broker_url() {
         broker.connection()
@@ -30,7 +40,11 @@ async fn connect(config: &Config) -> anyhow::Result<(Broker, ResultStore, redis:
 }
 
 fn origin() -> String {
-    format!("{}@{}", std::process::id(), crate::worker::default_name().trim_start_matches("taskbox@"))
+    format!(
+        "{}@{}",
+        std::process::id(),
+        crate::worker::default_name().trim_start_matches("taskbox@")
+    )
 }
 
 /// `taskbox send`.
@@ -67,10 +81,13 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         task.eta = Some(now.checked_add(jiff::SignedDuration::from_secs_f64(countdown.max(0.0)))?);
     }
     if let Some(eta) = &args.eta {
-        task.eta = Some(eta.parse::<jiff::Timestamp>().with_context(|| format!("--eta '{eta}' is not an ISO-8601 time such as 2026-11-25T10:00:00Z"))?);
+        task.eta = Some(eta.parse::<jiff::Timestamp>().with_context(|| {
+            format!("--eta '{eta}' is not an ISO-8601 time such as 2026-11-25T10:00:00Z")
+        })?);
     }
     if let Some(expires) = args.expires {
-        task.expires = Some(now.checked_add(jiff::SignedDuration::from_secs_f64(expires.max(0.0)))?);
+        task.expires =
+            Some(now.checked_add(jiff::SignedDuration::from_secs_f64(expires.max(0.0)))?);
     }
     // The chain rides in the first message, next step last, each with a pre-assigned id.
     let mut steps = Vec::new();
@@ -83,19 +100,25 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         let mut options = Map::new();
         options.insert("task_id".into(), id.clone().into());
         // A step with no route of its own follows the first task's queue.
-        let step_queue = registry::default_queue(&config, &name).unwrap_or_else(|| task.queue.clone());
+        let step_queue =
+            registry::default_queue(&config, &name).unwrap_or_else(|| task.queue.clone());
         options.insert("queue".into(), step_queue.into());
-        steps.push((id, Signature {
-            task: name,
-            args: Vec::new(),
-            kwargs,
-            options,
-            subtask_type: None,
-            immutable: false,
-            extra: Map::new(),
-        }));
+        steps.push((
+            id,
+            Signature {
+                task: name,
+                args: Vec::new(),
+                kwargs,
+                options,
+                subtask_type: None,
+                immutable: false,
+                extra: Map::new(),
+            },
+        ));
     }
-    let last_id = steps.last().map_or_else(|| task.id.clone(), |(id, _)| id.clone());
+    let last_id = steps
+        .last()
+        .map_or_else(|| task.id.clone(), |(id, _)| id.clone());
     if !steps.is_empty() {
         task.embed.chain = Some(steps.into_iter().rev().map(|(_, s)| s).collect());
     }
@@ -107,7 +130,9 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     eprintln!("sent {} as {}", args.task, task.id);
-    let meta = results.wait(&client, &last_id, Duration::from_secs_f64(wait.max(0.0))).await?;
+    let meta = results
+        .wait(&client, &last_id, Duration::from_secs_f64(wait.max(0.0)))
+        .await?;
     Ok(print_meta(&last_id, meta.as_ref(), true))
 }
 
@@ -130,7 +155,10 @@ fn print_meta(id: &str, meta: Option<&Value>, value_only: bool) -> ExitCode {
         }
         Some(TaskState::Failure) | Some(TaskState::Revoked) => {
             let exc = meta.get("result").cloned().unwrap_or(Value::Null);
-            let kind = exc.get("exc_type").and_then(Value::as_str).unwrap_or("Error");
+            let kind = exc
+                .get("exc_type")
+                .and_then(Value::as_str)
+                .unwrap_or("Error");
             let message = exc
                 .get("exc_message")
                 .and_then(|m| m.get(0))
@@ -157,7 +185,11 @@ pub async fn result(args: ResultArgs) -> anyhow::Result<ExitCode> {
     let config = args.common.config()?;
     let (_broker, results, client) = connect(&config).await?;
     let meta = match args.wait {
-        Some(secs) => results.wait(&client, &args.id, Duration::from_secs_f64(secs.max(0.0))).await?,
+        Some(secs) => {
+            results
+                .wait(&client, &args.id, Duration::from_secs_f64(secs.max(0.0)))
+                .await?
+        }
         None => results.get(&args.id).await?,
     };
     Ok(print_meta(&args.id, meta.as_ref(), false))
@@ -179,17 +211,28 @@ pub async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
     let parsed: Vec<(String, Value)> = all
         .into_iter()
         .map(|raw| {
-            let v = serde_json::from_str(&raw).unwrap_or_else(|_| json!({"reason": "unreadable entry", "raw": raw.clone()}));
+            let v = serde_json::from_str(&raw)
+                .unwrap_or_else(|_| json!({"reason": "unreadable entry", "raw": raw.clone()}));
             (raw, v)
         })
         .collect();
     match args.action {
         DlqAction::List { limit } => {
             let limit = usize::try_from(limit).unwrap_or(0);
-            println!("{:<36}  {:<24}  {:<16}  {:<22}  reason", "task id", "task", "queue", "kind");
+            println!(
+                "{:<36}  {:<24}  {:<16}  {:<22}  reason",
+                "task id", "task", "queue", "kind"
+            );
             for (_, v) in parsed.iter().take(limit) {
                 let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
-                println!("{:<36}  {:<24}  {:<16}  {:<22}  {}", entry_id(v), s("task"), s("queue"), s("kind"), s("reason"));
+                println!(
+                    "{:<36}  {:<24}  {:<16}  {:<22}  {}",
+                    entry_id(v),
+                    s("task"),
+                    s("queue"),
+                    s("kind"),
+                    s("reason")
+                );
             }
             eprintln!("{} entries", parsed.len());
             Ok(ExitCode::SUCCESS)
@@ -214,15 +257,28 @@ pub async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
             };
             let mut moved = 0;
             for (raw_entry, v) in chosen {
-                let (Some(list_key), Some(envelope)) = (v.get("list_key").and_then(Value::as_str), v.get("raw").and_then(Value::as_str)) else {
-                    eprintln!("skipping {}: the entry has no original queue or message", entry_id(v));
+                let (Some(list_key), Some(envelope)) = (
+                    v.get("list_key").and_then(Value::as_str),
+                    v.get("raw").and_then(Value::as_str),
+                ) else {
+                    eprintln!(
+                        "skipping {}: the entry has no original queue or message",
+                        entry_id(v)
+                    );
                     continue;
                 };
                 // A fresh attempt: the retry counter starts over so the policy applies again.
                 let envelope = reset_retries(envelope);
-                if broker.requeue_dead_letter(raw_entry, list_key, &envelope).await? {
+                if broker
+                    .requeue_dead_letter(raw_entry, list_key, &envelope)
+                    .await?
+                {
                     moved += 1;
-                    println!("requeued {} to {}", entry_id(v), message::queue_of_key(list_key));
+                    println!(
+                        "requeued {} to {}",
+                        entry_id(v),
+                        message::queue_of_key(list_key)
+                    );
                 }
             }
             eprintln!("{moved} requeued");
@@ -253,7 +309,12 @@ fn reset_retries(envelope: &str) -> String {
 pub async fn purge(args: PurgeArgs) -> anyhow::Result<ExitCode> {
     let config = args.common.config()?;
     let (broker, _, _) = connect(&config).await?;
-    for q in args.queues.split(',').map(str::trim).filter(|q| !q.is_empty()) {
+    for q in args
+        .queues
+        .split(',')
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+    {
         let n = broker.purge(q).await?;
         println!("{q}: purged {n} messages");
     }

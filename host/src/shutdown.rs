@@ -63,10 +63,14 @@ impl Shutdown {
                 }
                 seen += 1;
                 if seen == 1 {
-                    tracing::info!("shutdown requested: no new tasks; waiting for running tasks (signal again to stop them now)");
+                    tracing::info!(
+                        "shutdown requested: no new tasks; waiting for running tasks (signal again to stop them now)"
+                    );
                     this.begin();
                 } else {
-                    tracing::warn!("second signal: stopping running tasks and returning them to their queues");
+                    tracing::warn!(
+                        "second signal: stopping running tasks and returning them to their queues"
+                    );
                     this.force();
                     return;
                 }

@@ -31,7 +31,9 @@ impl Call {
                         kind(&other)
                     )));
                 }
-                Err(err) => return Err(TaskError::reject(format!("args is not valid JSON: {err}"))),
+                Err(err) => {
+                    return Err(TaskError::reject(format!("args is not valid JSON: {err}")));
+                }
             }
         };
         let kwargs = if kwargs.trim().is_empty() {
@@ -47,7 +49,9 @@ impl Call {
                     )));
                 }
                 Err(err) => {
-                    return Err(TaskError::reject(format!("kwargs is not valid JSON: {err}")));
+                    return Err(TaskError::reject(format!(
+                        "kwargs is not valid JSON: {err}"
+                    )));
                 }
             }
         };
@@ -118,9 +122,8 @@ impl Binder {
         position: usize,
         name: &str,
     ) -> Result<T, TaskError> {
-        self.take(position, name)?.ok_or_else(|| {
-            TaskError::reject(format!("missing required argument '{name}'"))
-        })
+        self.take(position, name)?
+            .ok_or_else(|| TaskError::reject(format!("missing required argument '{name}'")))
     }
 
     /// Every keyword argument not taken yet (Python's `**kwargs`).
@@ -179,11 +182,7 @@ pub use crate::wit::taskbox::task::types::{
 
 /// The body of the exported `handler.run`.
 #[cfg(target_arch = "wasm32")]
-pub fn dispatch(
-    defs: &[TaskDef],
-    ctx: WitContext,
-    call: WitCall,
-) -> Result<Vec<u8>, WitTaskError> {
+pub fn dispatch(defs: &[TaskDef], ctx: WitContext, call: WitCall) -> Result<Vec<u8>, WitTaskError> {
     use crate::wit::taskbox::task::types::RetrySpec;
     let ctx = Context {
         id: ctx.id,

@@ -197,8 +197,12 @@ mod imp {
         with_state(|s| {
             let kv = s.kv_check()?;
             let matching: Vec<&String> = kv.keys().filter(|k| k.starts_with(prefix)).collect();
-            let start = usize::try_from(cursor).unwrap_or(usize::MAX).min(matching.len());
-            let end = start.saturating_add(count.max(1) as usize).min(matching.len());
+            let start = usize::try_from(cursor)
+                .unwrap_or(usize::MAX)
+                .min(matching.len());
+            let end = start
+                .saturating_add(count.max(1) as usize)
+                .min(matching.len());
             let page = matching[start..end].iter().map(|k| k.to_string()).collect();
             let next = if end >= matching.len() { 0 } else { end as u64 };
             Ok((next, page))

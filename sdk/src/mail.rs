@@ -107,10 +107,18 @@ mod imp {
 
     pub fn send(message: &Message) -> Result<String, MailError> {
         check_header("subject", &message.subject)?;
-        for addr in message.to.iter().chain(&message.cc).chain(&message.from).chain(&message.reply_to) {
+        for addr in message
+            .to
+            .iter()
+            .chain(&message.cc)
+            .chain(&message.from)
+            .chain(&message.reply_to)
+        {
             check_header("address", addr)?;
             if !addr.contains('@') {
-                return Err(MailError::Invalid(format!("'{addr}' is not an e-mail address")));
+                return Err(MailError::Invalid(format!(
+                    "'{addr}' is not an e-mail address"
+                )));
             }
         }
         if message.to.is_empty() {

@@ -114,7 +114,9 @@ pub fn enqueue(request: &Enqueue) -> Result<String, QueueError> {
         return Err(QueueError::Invalid("args must be a JSON array".to_string()));
     }
     if !request.kwargs.is_object() {
-        return Err(QueueError::Invalid("kwargs must be a JSON object".to_string()));
+        return Err(QueueError::Invalid(
+            "kwargs must be a JSON object".to_string(),
+        ));
     }
     if request.priority.is_some_and(|p| p > 9) {
         return Err(QueueError::Invalid("priority must be 0-9".to_string()));

@@ -40,14 +40,18 @@ pub(crate) struct State {
 impl State {
     pub(crate) fn kv_check(&self) -> Result<&BTreeMap<String, Vec<u8>>, KvError> {
         if self.deny_kv {
-            return Err(KvError::Denied("kv was not granted (testing::deny_kv)".into()));
+            return Err(KvError::Denied(
+                "kv was not granted (testing::deny_kv)".into(),
+            ));
         }
         Ok(&self.kv)
     }
 
     pub(crate) fn mail_check(&self) -> Result<(), MailError> {
         if self.deny_mail {
-            return Err(MailError::Denied("mail was not granted (testing::deny_mail)".into()));
+            return Err(MailError::Denied(
+                "mail was not granted (testing::deny_mail)".into(),
+            ));
         }
         Ok(())
     }

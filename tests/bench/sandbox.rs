@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use taskbox::runtime::{Backends, Grants, Invocation, Limits, LoadedComponent, Runtime, RuntimeSettings, TaskMeta};
+use taskbox::runtime::{
+    Backends, Grants, Invocation, Limits, LoadedComponent, Runtime, RuntimeSettings, TaskMeta,
+};
 use taskbox_tests::guests::guest_bytes;
 
 mod work {
@@ -20,15 +22,29 @@ const ITERS: usize = 100_000;
 
 fn runtime(cache: Option<&std::path::Path>) -> Runtime {
     Runtime::new(RuntimeSettings {
-        engine: taskbox::runtime::EngineSettings { max_live_stores: 16, ..Default::default() },
+        engine: taskbox::runtime::EngineSettings {
+            max_live_stores: 16,
+            ..Default::default()
+        },
         cache_dir: cache.map(Into::into),
     })
     .expect("runtime")
 }
 
-fn invocation(task: &str, args: &str, limits: &Limits, grants: &Arc<Grants>, backends: &Backends) -> Invocation {
+fn invocation(
+    task: &str,
+    args: &str,
+    limits: &Limits,
+    grants: &Arc<Grants>,
+    backends: &Backends,
+) -> Invocation {
     Invocation {
-        meta: Arc::new(TaskMeta::new("00000000-0000-4000-8000-000000000000", task, "bench", "bench")),
+        meta: Arc::new(TaskMeta::new(
+            "00000000-0000-4000-8000-000000000000",
+            task,
+            "bench",
+            "bench",
+        )),
         args: args.to_string(),
         kwargs: "{}".to_string(),
         limits: limits.clone(),
@@ -74,13 +90,20 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).cloned();
+    let out = args
+        .iter()
+        .position(|a| a == "--out")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let mut md = String::new();
     let cache = tempfile::tempdir().expect("tempdir");
 
     // Per-task overhead.
     let noop = guest_bytes("taskbox_guest_noop");
-    let single = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (st_times, st_wall, pagemap) = single.block_on(async {
         let rt = runtime(Some(cache.path()));
         let c = rt.load(&noop).await.unwrap();
@@ -89,7 +112,11 @@ fn main() {
         let times = noop_loop(&rt, &c, ITERS).await;
         (times, start.elapsed(), rt.pagemap_scan())
     });
-    let multi = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let (mt_times, mt_wall) = multi.block_on(async {
         let rt = Arc::new(runtime(Some(cache.path())));
         let c = rt.load(&noop).await.unwrap();
@@ -98,7 +125,9 @@ fn main() {
         let mut handles = Vec::new();
         for _ in 0..2 {
             let (rt, c) = (rt.clone(), c.clone());
-            handles.push(tokio::spawn(async move { noop_loop(&rt, &c, ITERS / 2).await }));
+            handles.push(tokio::spawn(
+                async move { noop_loop(&rt, &c, ITERS / 2).await },
+            ));
         }
         let mut all = Vec::new();
         for h in handles {
@@ -153,7 +182,11 @@ fn main() {
     let (sha_wasm, collatz_wasm, sha_fuel) = single.block_on(async {
         let rt = runtime(Some(cache.path()));
         let c = rt.load(&cpu).await.unwrap();
-        let limits = Limits { fuel: Some(u64::MAX / 2), timeout: Duration::from_secs(600), ..Limits::default() };
+        let limits = Limits {
+            fuel: Some(u64::MAX / 2),
+            timeout: Duration::from_secs(600),
+            ..Limits::default()
+        };
         let grants = Arc::new(Grants::default());
         let backends = Backends::local();
         let mut sha = Vec::new();
@@ -161,12 +194,22 @@ fn main() {
         let mut collatz = Vec::new();
         for _ in 0..5 {
             let t = Instant::now();
-            let r = rt.run(&c, invocation("cpu.sha256", "[1, 100]", &limits, &grants, &backends)).await;
+            let r = rt
+                .run(
+                    &c,
+                    invocation("cpu.sha256", "[1, 100]", &limits, &grants, &backends),
+                )
+                .await;
             sha.push(t.elapsed());
             fuel = r.stats.fuel_used;
             assert!(r.outcome.is_ok(), "{:?}", r.outcome);
             let t = Instant::now();
-            let r = rt.run(&c, invocation("cpu.collatz", "[2000000]", &limits, &grants, &backends)).await;
+            let r = rt
+                .run(
+                    &c,
+                    invocation("cpu.collatz", "[2000000]", &limits, &grants, &backends),
+                )
+                .await;
             collatz.push(t.elapsed());
             assert!(r.outcome.is_ok(), "{:?}", r.outcome);
         }

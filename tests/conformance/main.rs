@@ -29,7 +29,8 @@ hostile_cases!(assert_every_case_tested);
 
 fn cache_dir() -> &'static std::path::Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir")).path()
+    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir"))
+        .path()
 }
 
 /// A fresh runtime with the hostile guest loaded (compiled once, then from the cache).
@@ -58,7 +59,10 @@ fn limits() -> Limits {
 /// The runtime still serves: a normal task on the same runtime succeeds.
 async fn assert_next_task_succeeds(rt: &Runtime, c: &LoadedComponent) {
     let report = run(rt, c, RunSpec::hostile("ok", 0, "")).await;
-    assert_eq!(report.outcome.expect("next task succeeds"), br#""ok""#.to_vec());
+    assert_eq!(
+        report.outcome.expect("next task succeeds"),
+        br#""ok""#.to_vec()
+    );
 }
 
 fn output(report: &TaskReport) -> serde_json::Value {
@@ -70,7 +74,10 @@ fn output(report: &TaskReport) -> serde_json::Value {
 
 fn error(report: TaskReport) -> SandboxError {
     match report.outcome {
-        Ok(bytes) => panic!("expected an error, got output {}", String::from_utf8_lossy(&bytes)),
+        Ok(bytes) => panic!(
+            "expected an error, got output {}",
+            String::from_utf8_lossy(&bytes)
+        ),
         Err(err) => err,
     }
 }
@@ -100,16 +107,31 @@ mod burn {
         let measured = run(&rt, &c, RunSpec::hostile("burn", ROUNDS, "")).await;
         output(&measured);
         let used = measured.stats.fuel_used;
-        assert!(used > ROUNDS, "burn uses fuel in proportion to its rounds ({used})");
+        assert!(
+            used > ROUNDS,
+            "burn uses fuel in proportion to its rounds ({used})"
+        );
 
-        let within = Limits { fuel: Some(used * 10 / 9), ..limits() };
+        let within = Limits {
+            fuel: Some(used * 10 / 9),
+            ..limits()
+        };
         let report = run(&rt, &c, RunSpec::hostile("burn", ROUNDS, "").limits(within)).await;
         output(&report);
-        assert!(report.stats.fuel_used * 10 >= used * 9, "the run used about 90% of its budget");
+        assert!(
+            report.stats.fuel_used * 10 >= used * 9,
+            "the run used about 90% of its budget"
+        );
 
-        let past = Limits { fuel: Some(used / 2), ..limits() };
+        let past = Limits {
+            fuel: Some(used / 2),
+            ..limits()
+        };
         let err = error(run(&rt, &c, RunSpec::hostile("burn", ROUNDS, "").limits(past)).await);
-        assert!(matches!(err, SandboxError::OutOfFuel { budget } if budget == used / 2), "{err:?}");
+        assert!(
+            matches!(err, SandboxError::OutOfFuel { budget } if budget == used / 2),
+            "{err:?}"
+        );
         assert_next_task_succeeds(&rt, &c).await;
     }
 }
@@ -120,7 +142,10 @@ mod spin {
     #[tokio::test]
     async fn infinite_loop_fails_with_out_of_fuel() {
         let (rt, c) = hostile().await;
-        let spec = RunSpec::hostile("spin", 0, "").limits(Limits { fuel: Some(100_000_000), ..limits() });
+        let spec = RunSpec::hostile("spin", 0, "").limits(Limits {
+            fuel: Some(100_000_000),
+            ..limits()
+        });
         let err = error(run(&rt, &c, spec).await);
         assert!(matches!(err, SandboxError::OutOfFuel { .. }), "{err:?}");
         assert_eq!(err.kind(), "OutOfFuel");
@@ -138,7 +163,10 @@ mod spin {
         let report = run(&rt, &c, spec).await;
         assert!(report.stats.duration >= Duration::from_millis(300));
         let err = error(report);
-        assert!(matches!(err, SandboxError::Timeout { limit } if limit == Duration::from_millis(300)), "{err:?}");
+        assert!(
+            matches!(err, SandboxError::Timeout { limit } if limit == Duration::from_millis(300)),
+            "{err:?}"
+        );
         assert_next_task_succeeds(&rt, &c).await;
     }
 
@@ -152,7 +180,10 @@ mod spin {
             ..limits()
         });
         let report = run(&rt, &c, spec).await;
-        assert!(report.stats.usage.soft_timeout_exceeded, "soft limit recorded");
+        assert!(
+            report.stats.usage.soft_timeout_exceeded,
+            "soft limit recorded"
+        );
         assert!(matches!(error(report), SandboxError::Timeout { .. }));
     }
 
@@ -160,13 +191,20 @@ mod spin {
     fn spinning_guest_does_not_starve_others_on_the_same_thread() {
         // A current-thread runtime: the spinning task and the normal one share one thread, so
         // the normal one only finishes if the spinner yields.
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let (runtime, c) = hostile().await;
             let spinner = run(
                 &runtime,
                 &c,
-                RunSpec::hostile("spin", 0, "").limits(Limits { fuel: None, timeout: Duration::from_secs(2), ..limits() }),
+                RunSpec::hostile("spin", 0, "").limits(Limits {
+                    fuel: None,
+                    timeout: Duration::from_secs(2),
+                    ..limits()
+                }),
             );
             let normal = async {
                 let report = run(&runtime, &c, RunSpec::hostile("ok", 0, "")).await;
@@ -190,7 +228,10 @@ mod spin_hostcall {
     #[tokio::test]
     async fn tight_host_call_loop_still_fails_with_out_of_fuel() {
         let (rt, c) = hostile().await;
-        let spec = RunSpec::hostile("spin_hostcall", 0, "").limits(Limits { fuel: Some(50_000_000), ..limits() });
+        let spec = RunSpec::hostile("spin_hostcall", 0, "").limits(Limits {
+            fuel: Some(50_000_000),
+            ..limits()
+        });
         let report = run(&rt, &c, spec).await;
         assert!(report.stats.usage.log_dropped > 0 || report.stats.usage.log_bytes > 0);
         assert!(matches!(error(report), SandboxError::OutOfFuel { .. }));
@@ -205,7 +246,10 @@ mod spin_hostcall {
             timeout: Duration::from_millis(300),
             ..limits()
         });
-        assert!(matches!(error(run(&rt, &c, spec).await), SandboxError::Timeout { .. }));
+        assert!(matches!(
+            error(run(&rt, &c, spec).await),
+            SandboxError::Timeout { .. }
+        ));
         assert_next_task_succeeds(&rt, &c).await;
     }
 }
@@ -216,7 +260,10 @@ mod sleep {
     #[tokio::test]
     async fn sleeping_within_the_limit_succeeds() {
         let (rt, c) = hostile().await;
-        let spec = RunSpec::hostile("sleep", 200, "").limits(Limits { timeout: Duration::from_secs(5), ..limits() });
+        let spec = RunSpec::hostile("sleep", 200, "").limits(Limits {
+            timeout: Duration::from_secs(5),
+            ..limits()
+        });
         assert_eq!(output(&run(&rt, &c, spec).await), json!("slept"));
     }
 
@@ -224,9 +271,15 @@ mod sleep {
     async fn blocking_in_a_host_call_past_the_limit_fails_with_timeout() {
         // Epochs cannot interrupt a host call; the host-side backstop must.
         let (rt, c) = hostile().await;
-        let spec = RunSpec::hostile("sleep", 60_000, "").limits(Limits { timeout: Duration::from_millis(300), ..limits() });
+        let spec = RunSpec::hostile("sleep", 60_000, "").limits(Limits {
+            timeout: Duration::from_millis(300),
+            ..limits()
+        });
         let report = run(&rt, &c, spec).await;
-        assert!(report.stats.duration < Duration::from_secs(10), "the backstop fired");
+        assert!(
+            report.stats.duration < Duration::from_secs(10),
+            "the backstop fired"
+        );
         assert!(matches!(error(report), SandboxError::Timeout { .. }));
         assert_next_task_succeeds(&rt, &c).await;
     }
@@ -239,17 +292,35 @@ mod alloc {
     async fn allocation_within_the_memory_cap_succeeds() {
         let (rt, c) = hostile().await;
         // 57 MiB of a 64 MiB cap, plus the guest's ~1.1 MiB of initial memory: about 90%.
-        let report = run(&rt, &c, RunSpec::hostile("alloc", 57 * 1024 * 1024, "").limits(limits())).await;
+        let report = run(
+            &rt,
+            &c,
+            RunSpec::hostile("alloc", 57 * 1024 * 1024, "").limits(limits()),
+        )
+        .await;
         output(&report);
-        assert!(report.stats.peak_memory >= 57 * 1024 * 1024, "peak {}", report.stats.peak_memory);
+        assert!(
+            report.stats.peak_memory >= 57 * 1024 * 1024,
+            "peak {}",
+            report.stats.peak_memory
+        );
     }
 
     #[tokio::test]
     async fn allocation_past_the_memory_cap_fails_with_memory_limit() {
         let (rt, c) = hostile().await;
-        let err = error(run(&rt, &c, RunSpec::hostile("alloc", 100 * 1024 * 1024, "").limits(limits())).await);
+        let err = error(
+            run(
+                &rt,
+                &c,
+                RunSpec::hostile("alloc", 100 * 1024 * 1024, "").limits(limits()),
+            )
+            .await,
+        );
         match err {
-            SandboxError::MemoryLimit { limit, requested, .. } => {
+            SandboxError::MemoryLimit {
+                limit, requested, ..
+            } => {
                 assert_eq!(limit, 64 * 1024 * 1024);
                 assert!(requested > limit);
             }
@@ -265,8 +336,14 @@ mod alloc_small_steps {
     #[tokio::test]
     async fn many_small_allocations_fail_with_memory_limit() {
         let (rt, c) = hostile().await;
-        let spec = RunSpec::hostile("alloc_small_steps", 0, "").limits(Limits { memory: 16 * 1024 * 1024, ..limits() });
-        assert!(matches!(error(run(&rt, &c, spec).await), SandboxError::MemoryLimit { .. }));
+        let spec = RunSpec::hostile("alloc_small_steps", 0, "").limits(Limits {
+            memory: 16 * 1024 * 1024,
+            ..limits()
+        });
+        assert!(matches!(
+            error(run(&rt, &c, spec).await),
+            SandboxError::MemoryLimit { .. }
+        ));
         assert_next_task_succeeds(&rt, &c).await;
     }
 }
@@ -277,8 +354,24 @@ mod memory_grow_bomb {
     #[tokio::test]
     async fn raw_memory_grow_loop_fails_with_memory_limit() {
         let (rt, c) = hostile().await;
-        let err = error(run(&rt, &c, RunSpec::hostile("memory_grow_bomb", 0, "").limits(limits())).await);
-        assert!(matches!(err, SandboxError::MemoryLimit { resource: "bytes of linear memory", .. }), "{err:?}");
+        let err = error(
+            run(
+                &rt,
+                &c,
+                RunSpec::hostile("memory_grow_bomb", 0, "").limits(limits()),
+            )
+            .await,
+        );
+        assert!(
+            matches!(
+                err,
+                SandboxError::MemoryLimit {
+                    resource: "bytes of linear memory",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert_next_task_succeeds(&rt, &c).await;
     }
 }
@@ -289,7 +382,10 @@ mod recurse {
     #[tokio::test]
     async fn bounded_recursion_succeeds() {
         let (rt, c) = hostile().await;
-        assert_eq!(output(&run(&rt, &c, RunSpec::hostile("recurse", 1_000, "")).await), json!(1_000));
+        assert_eq!(
+            output(&run(&rt, &c, RunSpec::hostile("recurse", 1_000, "")).await),
+            json!(1_000)
+        );
     }
 
     #[tokio::test]
@@ -307,26 +403,46 @@ mod output {
     #[tokio::test]
     async fn output_within_the_limit_is_returned_whole() {
         let (rt, c) = hostile().await;
-        let spec = RunSpec::hostile("output", 60_000, "").limits(Limits { max_output: 64 * 1024, ..limits() });
-        assert_eq!(super::output(&run(&rt, &c, spec).await).as_str().map(str::len), Some(60_000));
+        let spec = RunSpec::hostile("output", 60_000, "").limits(Limits {
+            max_output: 64 * 1024,
+            ..limits()
+        });
+        assert_eq!(
+            super::output(&run(&rt, &c, spec).await)
+                .as_str()
+                .map(str::len),
+            Some(60_000)
+        );
     }
 
     #[tokio::test]
     async fn output_past_the_limit_fails_with_output_too_large() {
         let (rt, c) = hostile().await;
-        let spec = RunSpec::hostile("output", 1_000_000, "").limits(Limits { max_output: 64 * 1024, ..limits() });
+        let spec = RunSpec::hostile("output", 1_000_000, "").limits(Limits {
+            max_output: 64 * 1024,
+            ..limits()
+        });
         let err = error(run(&rt, &c, spec).await);
-        assert!(matches!(err, SandboxError::OutputTooLarge { size, limit: 65536 } if size > 1_000_000), "{err:?}");
+        assert!(
+            matches!(err, SandboxError::OutputTooLarge { size, limit: 65536 } if size > 1_000_000),
+            "{err:?}"
+        );
         assert_next_task_succeeds(&rt, &c).await;
     }
 
     #[tokio::test]
     async fn input_past_the_limit_fails_with_input_too_large_without_running() {
         let (rt, c) = hostile().await;
-        let spec = RunSpec::hostile("ok", 0, &"i".repeat(10_000)).limits(Limits { max_input: 1024, ..limits() });
+        let spec = RunSpec::hostile("ok", 0, &"i".repeat(10_000)).limits(Limits {
+            max_input: 1024,
+            ..limits()
+        });
         let report = run(&rt, &c, spec).await;
         assert_eq!(report.stats.fuel_used, 0, "the guest never ran");
-        assert!(matches!(error(report), SandboxError::InputTooLarge { limit: 1024, .. }));
+        assert!(matches!(
+            error(report),
+            SandboxError::InputTooLarge { limit: 1024, .. }
+        ));
     }
 }
 
@@ -339,7 +455,11 @@ mod huge_error {
         let err = error(run(&rt, &c, RunSpec::hostile("huge_error", 5_000_000, "")).await);
         match err {
             SandboxError::Guest(TaskError::Fail { message }) => {
-                assert!(message.len() < 5_000, "message cut to {} bytes", message.len());
+                assert!(
+                    message.len() < 5_000,
+                    "message cut to {} bytes",
+                    message.len()
+                );
                 assert!(message.contains("bytes cut"));
             }
             other => panic!("expected Guest(Fail), got {other:?}"),
@@ -354,10 +474,17 @@ mod log_flood {
     #[tokio::test]
     async fn log_flood_is_capped_and_the_task_still_succeeds() {
         let (rt, c) = hostile().await;
-        let spec = RunSpec::hostile("log_flood", 20_000, "").limits(Limits { max_log_bytes: 64 * 1024, ..limits() });
+        let spec = RunSpec::hostile("log_flood", 20_000, "").limits(Limits {
+            max_log_bytes: 64 * 1024,
+            ..limits()
+        });
         let report = run(&rt, &c, spec).await;
         assert!(report.stats.usage.log_bytes <= 64 * 1024);
-        assert!(report.stats.usage.log_dropped > 19_000, "dropped {}", report.stats.usage.log_dropped);
+        assert!(
+            report.stats.usage.log_dropped > 19_000,
+            "dropped {}",
+            report.stats.usage.log_dropped
+        );
         assert_eq!(output(&report), json!(20_000));
     }
 }
@@ -371,7 +498,11 @@ mod progress_flood {
         let report = run(&rt, &c, RunSpec::hostile("progress_flood", 100_000, "")).await;
         assert_eq!(output(&report), json!(100_000));
         let usage = &report.stats.usage;
-        assert!(usage.progress_reports < 100, "stored {} reports", usage.progress_reports);
+        assert!(
+            usage.progress_reports < 100,
+            "stored {} reports",
+            usage.progress_reports
+        );
         assert!(usage.progress_dropped > 99_000);
     }
 }
@@ -398,7 +529,11 @@ mod read_file {
         std::fs::write(dir.path().join("in.txt"), "granted content").unwrap();
         let (rt, c) = hostile().await;
         let grants = Grants {
-            dirs: vec![taskbox::runtime::DirGrant { host: dir.path().into(), guest: "/data".into(), read_only: true }],
+            dirs: vec![taskbox::runtime::DirGrant {
+                host: dir.path().into(),
+                guest: "/data".into(),
+                read_only: true,
+            }],
             ..Grants::all_capabilities()
         };
         let spec = RunSpec::hostile("read_file", 0, "/data/in.txt").grants(grants);
@@ -411,7 +546,11 @@ mod write_file {
 
     fn granted(dir: &std::path::Path, read_only: bool) -> Grants {
         Grants {
-            dirs: vec![taskbox::runtime::DirGrant { host: dir.into(), guest: "/data".into(), read_only }],
+            dirs: vec![taskbox::runtime::DirGrant {
+                host: dir.into(),
+                guest: "/data".into(),
+                read_only,
+            }],
             ..Grants::all_capabilities()
         }
     }
@@ -420,9 +559,13 @@ mod write_file {
     async fn writing_inside_a_granted_directory_succeeds() {
         let root = tempfile::tempdir().unwrap();
         let (rt, c) = hostile().await;
-        let spec = RunSpec::hostile("write_file", 0, "/data/out.txt").grants(granted(root.path(), false));
+        let spec =
+            RunSpec::hostile("write_file", 0, "/data/out.txt").grants(granted(root.path(), false));
         assert_eq!(output(&run(&rt, &c, spec).await), json!("written"));
-        assert_eq!(std::fs::read_to_string(root.path().join("out.txt")).unwrap(), "written by hostile guest");
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("out.txt")).unwrap(),
+            "written by hostile guest"
+        );
     }
 
     #[tokio::test]
@@ -432,20 +575,35 @@ mod write_file {
         std::fs::create_dir(&inner).unwrap();
         std::os::unix::fs::symlink(root.path(), inner.join("link-out")).unwrap();
         let (rt, c) = hostile().await;
-        for target in ["/data/../escape.txt", "/escape.txt", "/data/link-out/escape.txt", "/tmp/escape.txt"] {
+        for target in [
+            "/data/../escape.txt",
+            "/escape.txt",
+            "/data/link-out/escape.txt",
+            "/tmp/escape.txt",
+        ] {
             let spec = RunSpec::hostile("write_file", 0, target).grants(granted(&inner, false));
             let err = error(run(&rt, &c, spec).await);
-            assert!(matches!(err, SandboxError::Guest(TaskError::Fail { .. })), "{target}: {err:?}");
+            assert!(
+                matches!(err, SandboxError::Guest(TaskError::Fail { .. })),
+                "{target}: {err:?}"
+            );
         }
-        assert!(!root.path().join("escape.txt").exists(), "nothing was written outside the grant");
+        assert!(
+            !root.path().join("escape.txt").exists(),
+            "nothing was written outside the grant"
+        );
     }
 
     #[tokio::test]
     async fn writing_into_a_read_only_grant_fails() {
         let root = tempfile::tempdir().unwrap();
         let (rt, c) = hostile().await;
-        let spec = RunSpec::hostile("write_file", 0, "/data/out.txt").grants(granted(root.path(), true));
-        assert!(matches!(error(run(&rt, &c, spec).await), SandboxError::Guest(TaskError::Fail { .. })));
+        let spec =
+            RunSpec::hostile("write_file", 0, "/data/out.txt").grants(granted(root.path(), true));
+        assert!(matches!(
+            error(run(&rt, &c, spec).await),
+            SandboxError::Guest(TaskError::Fail { .. })
+        ));
         assert!(!root.path().join("out.txt").exists());
     }
 }
@@ -458,8 +616,14 @@ mod env {
         // SAFETY-free: the variable is set on the host, which the guest must not see.
         let (rt, c) = hostile().await;
         let host_var = "PATH";
-        assert_eq!(output(&run(&rt, &c, RunSpec::hostile("env", 0, host_var)).await), json!(null));
-        let grants = Grants { env: vec![("GREETING".into(), "hi".into())], ..Grants::all_capabilities() };
+        assert_eq!(
+            output(&run(&rt, &c, RunSpec::hostile("env", 0, host_var)).await),
+            json!(null)
+        );
+        let grants = Grants {
+            env: vec![("GREETING".into(), "hi".into())],
+            ..Grants::all_capabilities()
+        };
         let spec = RunSpec::hostile("env", 0, "GREETING").grants(grants);
         assert_eq!(output(&run(&rt, &c, spec).await), json!("hi"));
     }
@@ -484,10 +648,16 @@ mod kv_get {
         output(&guests::run_with(&rt, &c, set, backends.clone()).await);
         let mut get_a = RunSpec::hostile("kv_get", 0, "shared-key");
         get_a.plugin = "plugin-a".into();
-        assert_eq!(output(&guests::run_with(&rt, &c, get_a, backends.clone()).await), json!("value"));
+        assert_eq!(
+            output(&guests::run_with(&rt, &c, get_a, backends.clone()).await),
+            json!("value")
+        );
         let mut get_b = RunSpec::hostile("kv_get", 0, "shared-key");
         get_b.plugin = "plugin-b".into();
-        assert_eq!(output(&guests::run_with(&rt, &c, get_b, backends).await), json!(null));
+        assert_eq!(
+            output(&guests::run_with(&rt, &c, get_b, backends).await),
+            json!(null)
+        );
     }
 }
 
@@ -497,15 +667,28 @@ mod kv_set {
     #[tokio::test]
     async fn ungranted_kv_fails_with_capability_denied() {
         let (rt, c) = hostile().await;
-        let err = error(run(&rt, &c, RunSpec::hostile("kv_set", 0, "k").grants(without(Capability::Kv))).await);
-        assert!(matches!(&err, SandboxError::CapabilityDenied { capability, .. } if capability == "kv"), "{err:?}");
+        let err = error(
+            run(
+                &rt,
+                &c,
+                RunSpec::hostile("kv_set", 0, "k").grants(without(Capability::Kv)),
+            )
+            .await,
+        );
+        assert!(
+            matches!(&err, SandboxError::CapabilityDenied { capability, .. } if capability == "kv"),
+            "{err:?}"
+        );
         assert_next_task_succeeds(&rt, &c).await;
     }
 
     #[tokio::test]
     async fn component_importing_ungranted_kv_is_refused_at_load() {
         let (_rt, c) = hostile().await;
-        let grants = Grants { enforcement: Enforcement::AtLoad, ..without(Capability::Kv) };
+        let grants = Grants {
+            enforcement: Enforcement::AtLoad,
+            ..without(Capability::Kv)
+        };
         let err = grants.check_imports(&c.capabilities).unwrap_err();
         assert!(err.to_string().contains("taskbox:task/kv"), "{err}");
     }
@@ -517,19 +700,43 @@ mod enqueue {
     #[tokio::test]
     async fn enqueue_to_an_ungranted_queue_fails_with_capability_denied() {
         let (rt, c) = hostile().await;
-        let grants = Grants { queues: vec!["allowed".into()], ..Grants::all_capabilities() };
-        let ok = run(&rt, &c, RunSpec::hostile("enqueue", 1, "allowed").grants(grants.clone())).await;
+        let grants = Grants {
+            queues: vec!["allowed".into()],
+            ..Grants::all_capabilities()
+        };
+        let ok = run(
+            &rt,
+            &c,
+            RunSpec::hostile("enqueue", 1, "allowed").grants(grants.clone()),
+        )
+        .await;
         assert_eq!(output(&ok), json!(1));
-        let err = error(run(&rt, &c, RunSpec::hostile("enqueue", 1, "other").grants(grants)).await);
-        assert!(matches!(&err, SandboxError::CapabilityDenied { capability, .. } if capability == "queue"), "{err:?}");
+        let err = error(
+            run(
+                &rt,
+                &c,
+                RunSpec::hostile("enqueue", 1, "other").grants(grants),
+            )
+            .await,
+        );
+        assert!(
+            matches!(&err, SandboxError::CapabilityDenied { capability, .. } if capability == "queue"),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]
     async fn enqueue_fan_out_is_capped() {
         let (rt, c) = hostile().await;
-        let spec = RunSpec::hostile("enqueue", 10_000, "q").limits(Limits { max_enqueue: 100, ..limits() });
+        let spec = RunSpec::hostile("enqueue", 10_000, "q").limits(Limits {
+            max_enqueue: 100,
+            ..limits()
+        });
         let err = error(run(&rt, &c, spec).await);
-        assert!(matches!(&err, SandboxError::Guest(TaskError::Retry { reason, .. }) if reason.contains("rate-limited")), "{err:?}");
+        assert!(
+            matches!(&err, SandboxError::Guest(TaskError::Retry { reason, .. }) if reason.contains("rate-limited")),
+            "{err:?}"
+        );
     }
 }
 
@@ -539,15 +746,35 @@ mod mail {
     #[tokio::test]
     async fn header_injection_in_an_address_is_rejected() {
         let (rt, c) = hostile().await;
-        let err = error(run(&rt, &c, RunSpec::hostile("mail", 1, "a@example.com\r\nBcc: victim@example.com")).await);
-        assert!(matches!(&err, SandboxError::Guest(TaskError::Reject { message }) if message.contains("line break")), "{err:?}");
+        let err = error(
+            run(
+                &rt,
+                &c,
+                RunSpec::hostile("mail", 1, "a@example.com\r\nBcc: victim@example.com"),
+            )
+            .await,
+        );
+        assert!(
+            matches!(&err, SandboxError::Guest(TaskError::Reject { message }) if message.contains("line break")),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]
     async fn ungranted_mail_fails_with_capability_denied() {
         let (rt, c) = hostile().await;
-        let err = error(run(&rt, &c, RunSpec::hostile("mail", 1, "a@example.com").grants(without(Capability::Mail))).await);
-        assert!(matches!(err, SandboxError::CapabilityDenied { .. }), "{err:?}");
+        let err = error(
+            run(
+                &rt,
+                &c,
+                RunSpec::hostile("mail", 1, "a@example.com").grants(without(Capability::Mail)),
+            )
+            .await,
+        );
+        assert!(
+            matches!(err, SandboxError::CapabilityDenied { .. }),
+            "{err:?}"
+        );
     }
 }
 
@@ -594,7 +821,10 @@ mod fail {
     async fn guest_failure_is_returned_as_fail() {
         let (rt, c) = hostile().await;
         let err = error(run(&rt, &c, RunSpec::hostile("fail", 0, "why")).await);
-        assert!(matches!(&err, SandboxError::Guest(TaskError::Fail { message }) if message == "failing on purpose: why"), "{err:?}");
+        assert!(
+            matches!(&err, SandboxError::Guest(TaskError::Fail { message }) if message == "failing on purpose: why"),
+            "{err:?}"
+        );
     }
 }
 
@@ -605,7 +835,10 @@ mod reject {
     async fn guest_rejection_is_returned_as_reject() {
         let (rt, c) = hostile().await;
         let err = error(run(&rt, &c, RunSpec::hostile("reject", 0, "bad")).await);
-        assert!(matches!(err, SandboxError::Guest(TaskError::Reject { .. })), "{err:?}");
+        assert!(
+            matches!(err, SandboxError::Guest(TaskError::Reject { .. })),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]
@@ -614,7 +847,10 @@ mod reject {
         let mut spec = RunSpec::hostile("ok", 0, "");
         spec.kwargs = json!({"bogus": 1});
         let err = error(run(&rt, &c, spec).await);
-        assert!(matches!(&err, SandboxError::Guest(TaskError::Reject { message }) if message.contains("'bogus'")), "{err:?}");
+        assert!(
+            matches!(&err, SandboxError::Guest(TaskError::Reject { message }) if message.contains("'bogus'")),
+            "{err:?}"
+        );
     }
 }
 
@@ -638,17 +874,29 @@ mod component {
     #[tokio::test]
     async fn wrong_world_version_is_refused_naming_both_versions() {
         let rt = guests::runtime(cache_dir());
-        let err = rt.load(&guests::guest_bytes("taskbox_guest_wrong_version")).await.unwrap_err();
+        let err = rt
+            .load(&guests::guest_bytes("taskbox_guest_wrong_version"))
+            .await
+            .unwrap_err();
         let text = err.to_string();
-        assert!(matches!(err, SandboxError::InvalidComponent { .. }), "{err:?}");
-        assert!(text.contains("taskbox:task@0.2.0") && text.contains("taskbox:task@0.1.0"), "{text}");
+        assert!(
+            matches!(err, SandboxError::InvalidComponent { .. }),
+            "{err:?}"
+        );
+        assert!(
+            text.contains("taskbox:task@0.2.0") && text.contains("taskbox:task@0.1.0"),
+            "{text}"
+        );
     }
 
     #[tokio::test]
     async fn a_core_module_is_refused_as_not_a_component() {
         let rt = guests::runtime(cache_dir());
         let err = rt.load(b"\0asm\x01\0\0\0").await.unwrap_err();
-        assert!(matches!(&err, SandboxError::InvalidComponent { reason } if reason.contains("core wasm module")), "{err:?}");
+        assert!(
+            matches!(&err, SandboxError::InvalidComponent { reason } if reason.contains("core wasm module")),
+            "{err:?}"
+        );
         let err = rt.load(b"definitely not wasm").await.unwrap_err();
         assert!(matches!(err, SandboxError::InvalidComponent { .. }));
     }
@@ -663,14 +911,23 @@ mod component {
         assert_eq!(first.wit_version, "0.1.0");
         assert!(first.capabilities.contains(&Capability::Kv));
         let second = guests::runtime(dir.path()).load(&bytes).await.unwrap();
-        assert!(second.from_cache, "a second start loads the compiled artefact from disk");
+        assert!(
+            second.from_cache,
+            "a second start loads the compiled artefact from disk"
+        );
     }
 
     #[tokio::test]
     async fn a_guest_imports_only_the_capabilities_it_uses() {
         let rt = guests::runtime(cache_dir());
-        let c = rt.load(&guests::guest_bytes("taskbox_guest_noop")).await.unwrap();
+        let c = rt
+            .load(&guests::guest_bytes("taskbox_guest_noop"))
+            .await
+            .unwrap();
         assert_eq!(c.capabilities, vec![Capability::Kv], "only what it uses");
-        assert_eq!(c.tasks, vec!["noop".to_string(), "echo".to_string(), "record".to_string()]);
+        assert_eq!(
+            c.tasks,
+            vec!["noop".to_string(), "echo".to_string(), "record".to_string()]
+        );
     }
 }

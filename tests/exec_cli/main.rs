@@ -31,7 +31,13 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn builtin_chunking_runs_from_the_binary() {
-    let out = exec(&["chunking", "--task", "chunking.split", "--args", r#"["some text"]"#]);
+    let out = exec(&[
+        "chunking",
+        "--task",
+        "chunking.split",
+        "--args",
+        r#"["some text"]"#,
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let text = value.to_string();
@@ -52,13 +58,33 @@ fn each_failure_kind_has_its_exit_code() {
         (&["--args", r#"["reject",0,"x"]"#], 3, "Reject"),
         (&["--args", r#"["fail"]"#], 4, "Fail"),
         (&["--args", r#"["retry", 10]"#], 5, "Retry"),
-        (&["--args", r#"["spin"]"#, "--fuel", "100000000"], 10, "OutOfFuel"),
-        (&["--args", r#"["alloc", 100000000]"#, "--memory", "32MiB"], 11, "MemoryLimit"),
-        (&["--args", r#"["spin"]"#, "--fuel", "0", "--timeout", "300ms"], 12, "Timeout"),
+        (
+            &["--args", r#"["spin"]"#, "--fuel", "100000000"],
+            10,
+            "OutOfFuel",
+        ),
+        (
+            &["--args", r#"["alloc", 100000000]"#, "--memory", "32MiB"],
+            11,
+            "MemoryLimit",
+        ),
+        (
+            &["--args", r#"["spin"]"#, "--fuel", "0", "--timeout", "300ms"],
+            12,
+            "Timeout",
+        ),
         (&["--args", r#"["recurse"]"#], 13, "StackOverflow"),
         (&["--args", r#"["panic"]"#], 14, "Trap"),
-        (&["--args", r#"["output", 100000]"#, "--max-output", "1KiB"], 15, "OutputTooLarge"),
-        (&["--args", r#"["ok", 0, "long input"]"#, "--max-input", "10"], 18, "InputTooLarge"),
+        (
+            &["--args", r#"["output", 100000]"#, "--max-output", "1KiB"],
+            15,
+            "OutputTooLarge",
+        ),
+        (
+            &["--args", r#"["ok", 0, "long input"]"#, "--max-input", "10"],
+            18,
+            "InputTooLarge",
+        ),
     ];
     for (args, code, kind) in cases {
         let mut full = vec![h.as_str()];
@@ -73,9 +99,19 @@ fn each_failure_kind_has_its_exit_code() {
 
 #[test]
 fn reject_for_a_bad_argument_names_it() {
-    let out = exec(&[&hostile(), "--args", r#"["ok"]"#, "--kwargs", r#"{"colour": 1}"#]);
+    let out = exec(&[
+        &hostile(),
+        "--args",
+        r#"["ok"]"#,
+        "--kwargs",
+        r#"{"colour": 1}"#,
+    ]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(stderr(&out).contains("unexpected keyword argument 'colour'"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unexpected keyword argument 'colour'"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -87,10 +123,16 @@ fn trap_prints_the_wasm_backtrace() {
 
 #[test]
 fn wrong_world_version_exits_with_invalid_component() {
-    let path = guest_path("taskbox_guest_wrong_version").display().to_string();
+    let path = guest_path("taskbox_guest_wrong_version")
+        .display()
+        .to_string();
     let out = exec(&[&path]);
     assert_eq!(out.status.code(), Some(17), "{}", stderr(&out));
-    assert!(stderr(&out).contains("taskbox:task@0.2.0"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("taskbox:task@0.2.0"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -110,19 +152,40 @@ fn directories_and_json_files_are_granted_by_flags() {
 fn setup_errors_name_what_is_wrong() {
     let out = exec(&["no-such-thing"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("'no-such-thing' is neither a component file nor a built-in"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("'no-such-thing' is neither a component file nor a built-in"),
+        "{}",
+        stderr(&out)
+    );
     let out = exec(&[&hostile(), "--args", "[not json"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("--args is not valid JSON"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--args is not valid JSON"),
+        "{}",
+        stderr(&out)
+    );
     let out = exec(&[&hostile(), "--task", "nope"]);
-    assert!(stderr(&out).contains("does not serve task 'nope'"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not serve task 'nope'"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn help_documents_the_exit_codes() {
-    let out = Command::new(taskbox_bin()).args(["exec", "--help"]).output().unwrap();
+    let out = Command::new(taskbox_bin())
+        .args(["exec", "--help"])
+        .output()
+        .unwrap();
     let help = stdout(&out);
-    for needle in ["10  OutOfFuel", "11  MemoryLimit", "12  Timeout", "14  Trap", "17  InvalidComponent"] {
+    for needle in [
+        "10  OutOfFuel",
+        "11  MemoryLimit",
+        "12  Timeout",
+        "14  Trap",
+        "17  InvalidComponent",
+    ] {
         assert!(help.contains(needle), "--help lacks {needle}");
     }
 }

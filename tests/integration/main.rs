@@ -10,7 +10,13 @@ use taskbox_tests::redis::RedisServer;
 use taskbox_tests::worker::{WorkerProcess, test_config};
 
 /// Publishes a task as a Celery producer would (LPUSH of a protocol-v2 envelope).
-fn publish(redis: &RedisServer, task: &str, args: Value, queue: &str, tweak: impl FnOnce(&mut NewTask)) -> String {
+fn publish(
+    redis: &RedisServer,
+    task: &str,
+    args: Value,
+    queue: &str,
+    tweak: impl FnOnce(&mut NewTask),
+) -> String {
     let mut new = NewTask::new(task, queue);
     new.args = args.as_array().cloned().unwrap_or_default();
     new.origin = "test@localhost".into();
@@ -28,23 +34,35 @@ fn wait_result(redis: &RedisServer, id: &str, timeout: Duration) -> Value {
         let raw: Option<String> = conn.get(format!("celery-task-meta-{id}")).unwrap_or(None);
         if let Some(raw) = raw {
             let meta: Value = serde_json::from_str(&raw).unwrap();
-            if matches!(meta["status"].as_str(), Some("SUCCESS" | "FAILURE" | "REVOKED")) {
+            if matches!(
+                meta["status"].as_str(),
+                Some("SUCCESS" | "FAILURE" | "REVOKED")
+            ) {
                 return meta;
             }
         }
-        assert!(Instant::now() < deadline, "no final result for {id} within {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no final result for {id} within {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 fn kv_list(redis: &RedisServer, plugin: &str, key: &str) -> Vec<Value> {
-    let raw: Option<String> = redis.conn().hget(format!("taskbox:kv:{plugin}"), key).unwrap();
-    raw.map(|r| serde_json::from_str(&r).unwrap()).unwrap_or_default()
+    let raw: Option<String> = redis
+        .conn()
+        .hget(format!("taskbox:kv:{plugin}"), key)
+        .unwrap();
+    raw.map(|r| serde_json::from_str(&r).unwrap())
+        .unwrap_or_default()
 }
 
 fn dead_letters(redis: &RedisServer) -> Vec<Value> {
     let raw: Vec<String> = redis.conn().lrange("taskbox:dead_letter", 0, -1).unwrap();
-    raw.iter().map(|r| serde_json::from_str(r).unwrap()).collect()
+    raw.iter()
+        .map(|r| serde_json::from_str(r).unwrap())
+        .collect()
 }
 
 fn unacked_count(redis: &RedisServer) -> usize {
@@ -56,7 +74,13 @@ fn task_runs_and_its_result_is_stored_in_celery_format() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let _worker = WorkerProcess::start(&redis, &test_config(dir.path(), ""), &["-c", "2"]);
-    let id = publish(&redis, "echo", json!([{"hello": "world"}]), "dataset", |_| {});
+    let id = publish(
+        &redis,
+        "echo",
+        json!([{"hello": "world"}]),
+        "dataset",
+        |_| {},
+    );
     let meta = wait_result(&redis, &id, Duration::from_secs(30));
     assert_eq!(meta["status"], "SUCCESS");
     assert_eq!(meta["result"], json!({"hello": "world"}));
@@ -64,8 +88,14 @@ fn task_runs_and_its_result_is_stored_in_celery_format() {
     assert!(meta["date_done"].as_str().unwrap().ends_with("+00:00"));
     assert!(meta["taskbox"]["fuel_used"].as_u64().unwrap() > 0);
     let ttl: i64 = redis.conn().ttl(format!("celery-task-meta-{id}")).unwrap();
-    assert!(ttl > 86_000 && ttl <= 86_400, "results expire after a day by default ({ttl})");
-    let bindings: bool = redis.conn().sismember("_kombu.binding.dataset", "dataset\x06\x16\x06\x16dataset").unwrap();
+    assert!(
+        ttl > 86_000 && ttl <= 86_400,
+        "results expire after a day by default ({ttl})"
+    );
+    let bindings: bool = redis
+        .conn()
+        .sismember("_kombu.binding.dataset", "dataset\x06\x16\x06\x16dataset")
+        .unwrap();
     assert!(bindings, "queues are declared the way kombu declares them");
     assert_eq!(unacked_count(&redis), 0, "acked");
 }
@@ -84,14 +114,36 @@ fn priority_queues_drain_first_and_lower_message_priority_runs_first() {
         ("priority-p0", "priority_dataset", 0),
         ("dataset-p3", "dataset", 3),
     ] {
-        ids.push(publish(&redis, "record", json!([label]), queue, |t| t.priority = priority));
+        ids.push(publish(&redis, "record", json!([label]), queue, |t| {
+            t.priority = priority
+        }));
     }
-    let _worker = WorkerProcess::start(&redis, &test_config(dir.path(), ""), &["-c", "1", "-Q", "priority_dataset,dataset,retention"]);
+    let _worker = WorkerProcess::start(
+        &redis,
+        &test_config(dir.path(), ""),
+        &["-c", "1", "-Q", "priority_dataset,dataset,retention"],
+    );
     for id in &ids {
-        assert_eq!(wait_result(&redis, id, Duration::from_secs(30))["status"], "SUCCESS");
+        assert_eq!(
+            wait_result(&redis, id, Duration::from_secs(30))["status"],
+            "SUCCESS"
+        );
     }
-    let order: Vec<String> = kv_list(&redis, "noop", "order").iter().map(|v| v.as_str().unwrap().to_string()).collect();
-    assert_eq!(order, ["priority-p0", "priority-p6", "dataset-p0", "dataset-p3", "dataset-p9", "retention"]);
+    let order: Vec<String> = kv_list(&redis, "noop", "order")
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "priority-p0",
+            "priority-p6",
+            "dataset-p0",
+            "dataset-p3",
+            "dataset-p9",
+            "retention"
+        ]
+    );
 }
 
 #[test]
@@ -100,28 +152,59 @@ fn sigkill_in_the_middle_of_tasks_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path(), "");
     let ids: Vec<String> = (0..120)
-        .map(|_| publish(&redis, "hostile.run", json!(["sleep", 25, ""]), "pipeline", |_| {}))
+        .map(|_| {
+            publish(
+                &redis,
+                "hostile.run",
+                json!(["sleep", 25, ""]),
+                "pipeline",
+                |_| {},
+            )
+        })
         .collect();
     for round in 0..3 {
         let mut worker = WorkerProcess::start(&redis, &config, &["-c", "4"]);
         // Let it get into the middle of work, then kill it without warning.
-        let done_before: usize = ids.iter().filter(|id| redis.conn().exists::<_, bool>(format!("celery-task-meta-{id}")).unwrap()).count();
+        let done_before: usize = ids
+            .iter()
+            .filter(|id| {
+                redis
+                    .conn()
+                    .exists::<_, bool>(format!("celery-task-meta-{id}"))
+                    .unwrap()
+            })
+            .count();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let done: usize = ids.iter().filter(|id| redis.conn().exists::<_, bool>(format!("celery-task-meta-{id}")).unwrap()).count();
+            let done: usize = ids
+                .iter()
+                .filter(|id| {
+                    redis
+                        .conn()
+                        .exists::<_, bool>(format!("celery-task-meta-{id}"))
+                        .unwrap()
+                })
+                .count();
             if done >= done_before + 15 || done == ids.len() || Instant::now() > deadline {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         worker.sigkill();
-        eprintln!("round {round}: killed with {} unacked", unacked_count(&redis));
+        eprintln!(
+            "round {round}: killed with {} unacked",
+            unacked_count(&redis)
+        );
     }
     // A last worker finishes the rest, including what the killed ones held (after their
     // heartbeat lapses, 2 s in the test config).
     let _worker = WorkerProcess::start(&redis, &config, &["-c", "4"]);
     for id in &ids {
-        assert_eq!(wait_result(&redis, id, Duration::from_secs(60))["status"], "SUCCESS", "task {id}");
+        assert_eq!(
+            wait_result(&redis, id, Duration::from_secs(60))["status"],
+            "SUCCESS",
+            "task {id}"
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while unacked_count(&redis) > 0 && Instant::now() < deadline {
@@ -137,13 +220,33 @@ fn graceful_shutdown_finishes_running_tasks_and_leaves_the_rest_queued() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let mut worker = WorkerProcess::start(&redis, &test_config(dir.path(), ""), &["-c", "1"]);
-    let first = publish(&redis, "hostile.run", json!(["sleep", 1500, ""]), "pipeline", |_| {});
+    let first = publish(
+        &redis,
+        "hostile.run",
+        json!(["sleep", 1500, ""]),
+        "pipeline",
+        |_| {},
+    );
     worker.wait_for_log("task started", Duration::from_secs(10));
-    let rest: Vec<String> = (0..3).map(|_| publish(&redis, "hostile.run", json!(["sleep", 1500, ""]), "pipeline", |_| {})).collect();
+    let rest: Vec<String> = (0..3)
+        .map(|_| {
+            publish(
+                &redis,
+                "hostile.run",
+                json!(["sleep", 1500, ""]),
+                "pipeline",
+                |_| {},
+            )
+        })
+        .collect();
     worker.sigterm();
     let status = worker.wait(Duration::from_secs(30));
     assert!(status.success(), "warm shutdown exits 0: {status:?}");
-    assert_eq!(wait_result(&redis, &first, Duration::from_secs(1))["status"], "SUCCESS", "the running task finished");
+    assert_eq!(
+        wait_result(&redis, &first, Duration::from_secs(1))["status"],
+        "SUCCESS",
+        "the running task finished"
+    );
     let queued: usize = redis.conn().llen("pipeline").unwrap();
     assert_eq!(queued, rest.len(), "unstarted tasks stay queued");
     assert_eq!(unacked_count(&redis), 0);
@@ -153,8 +256,18 @@ fn graceful_shutdown_finishes_running_tasks_and_leaves_the_rest_queued() {
 fn shutdown_grace_expiry_returns_the_running_task_to_its_queue() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut worker = WorkerProcess::start(&redis, &test_config(dir.path(), ""), &["-c", "1", "--shutdown-grace", "300ms"]);
-    let id = publish(&redis, "hostile.run", json!(["sleep", 20000, ""]), "pipeline", |_| {});
+    let mut worker = WorkerProcess::start(
+        &redis,
+        &test_config(dir.path(), ""),
+        &["-c", "1", "--shutdown-grace", "300ms"],
+    );
+    let id = publish(
+        &redis,
+        "hostile.run",
+        json!(["sleep", 20000, ""]),
+        "pipeline",
+        |_| {},
+    );
     worker.wait_for_log("task started", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(200));
     worker.sigterm();
@@ -178,7 +291,11 @@ fn countdown_task_survives_a_worker_restart_and_runs_once() {
     // The worker parks it in the delayed set (in Redis), then dies.
     let deadline = Instant::now() + Duration::from_secs(10);
     while redis.conn().zcard::<_, usize>("taskbox:delayed").unwrap() == 0 {
-        assert!(Instant::now() < deadline, "task never parked:\n{}", worker.logs());
+        assert!(
+            Instant::now() < deadline,
+            "task never parked:\n{}",
+            worker.logs()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     worker.sigkill();
@@ -186,7 +303,11 @@ fn countdown_task_survives_a_worker_restart_and_runs_once() {
     let meta = wait_result(&redis, &id, Duration::from_secs(30));
     assert_eq!(meta["status"], "SUCCESS");
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(kv_list(&redis, "noop", "order"), vec![json!("eta")], "ran exactly once");
+    assert_eq!(
+        kv_list(&redis, "noop", "order"),
+        vec![json!("eta")],
+        "ran exactly once"
+    );
 }
 
 #[test]
@@ -202,7 +323,13 @@ jitter = false
 retry_on = ["Fail"]
 "#;
     let _worker = WorkerProcess::start(&redis, &test_config(dir.path(), extra), &["-c", "2"]);
-    let id = publish(&redis, "hostile.run", json!(["fail", 0, "always"]), "pipeline", |_| {});
+    let id = publish(
+        &redis,
+        "hostile.run",
+        json!(["fail", 0, "always"]),
+        "pipeline",
+        |_| {},
+    );
     let meta = wait_result(&redis, &id, Duration::from_secs(30));
     assert_eq!(meta["status"], "FAILURE");
     assert_eq!(meta["result"]["exc_type"], "Fail");
@@ -211,10 +338,21 @@ retry_on = ["Fail"]
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0]["task_id"], id);
     assert_eq!(dlq[0]["retries"], 2);
-    assert!(dlq[0]["reason"].as_str().unwrap().contains("failing on purpose"));
+    assert!(
+        dlq[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("failing on purpose")
+    );
 
     // A reject is never retried.
-    let rejected = publish(&redis, "hostile.run", json!(["reject", 0, "bad input"]), "pipeline", |_| {});
+    let rejected = publish(
+        &redis,
+        "hostile.run",
+        json!(["reject", 0, "bad input"]),
+        "pipeline",
+        |_| {},
+    );
     let meta = wait_result(&redis, &rejected, Duration::from_secs(30));
     assert_eq!(meta["result"]["exc_type"], "Reject");
     assert_eq!(meta["taskbox"]["attempt"], 1);
@@ -230,7 +368,12 @@ fuel = 100000000
 memory = "32MiB"
 "#;
     let _worker = WorkerProcess::start(&redis, &test_config(dir.path(), extra), &["-c", "2"]);
-    for (case, kind) in [("spin", "OutOfFuel"), ("memory_grow_bomb", "MemoryLimit"), ("panic", "Trap"), ("recurse", "StackOverflow")] {
+    for (case, kind) in [
+        ("spin", "OutOfFuel"),
+        ("memory_grow_bomb", "MemoryLimit"),
+        ("panic", "Trap"),
+        ("recurse", "StackOverflow"),
+    ] {
         let id = publish(&redis, "hostile.run", json!([case]), "pipeline", |_| {});
         let meta = wait_result(&redis, &id, Duration::from_secs(30));
         assert_eq!(meta["status"], "FAILURE", "{case}");
@@ -238,7 +381,11 @@ memory = "32MiB"
         assert_eq!(meta["taskbox"]["error_kind"], kind);
     }
     let ok = publish(&redis, "echo", json!([1]), "pipeline", |_| {});
-    assert_eq!(wait_result(&redis, &ok, Duration::from_secs(30))["result"], 1, "the worker keeps serving");
+    assert_eq!(
+        wait_result(&redis, &ok, Duration::from_secs(30))["result"],
+        1,
+        "the worker keeps serving"
+    );
 }
 
 #[test]
@@ -275,25 +422,47 @@ fn malformed_messages_are_dead_lettered_with_their_reason() {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while dead_letters(&redis).len() < cases.len() {
-        assert!(Instant::now() < deadline, "only these dead letters: {:#?}", dead_letters(&redis).iter().map(|e| e["kind"].clone()).collect::<Vec<_>>());
+        assert!(
+            Instant::now() < deadline,
+            "only these dead letters: {:#?}",
+            dead_letters(&redis)
+                .iter()
+                .map(|e| e["kind"].clone())
+                .collect::<Vec<_>>()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let dlq = dead_letters(&redis);
     for (raw, kind) in &cases {
-        let entry = dlq.iter().find(|e| e["kind"] == *kind).unwrap_or_else(|| panic!("no {kind} entry in {dlq:#?}"));
-        assert_eq!(entry["raw"].as_str().unwrap(), raw, "the raw message is kept");
+        let entry = dlq
+            .iter()
+            .find(|e| e["kind"] == *kind)
+            .unwrap_or_else(|| panic!("no {kind} entry in {dlq:#?}"));
+        assert_eq!(
+            entry["raw"].as_str().unwrap(),
+            raw,
+            "the raw message is kept"
+        );
         assert!(!entry["reason"].as_str().unwrap().is_empty());
     }
     // Where the id was readable, FAILURE is stored.
     let unknown_id = unknown["headers"]["id"].as_str().unwrap();
-    assert_eq!(wait_result(&redis, unknown_id, Duration::from_secs(5))["result"]["exc_type"], "NotRegistered");
-    assert_eq!(wait_result(&redis, "v1-id", Duration::from_secs(5))["result"]["exc_type"], "ProtocolV1");
+    assert_eq!(
+        wait_result(&redis, unknown_id, Duration::from_secs(5))["result"]["exc_type"],
+        "NotRegistered"
+    );
+    assert_eq!(
+        wait_result(&redis, "v1-id", Duration::from_secs(5))["result"]["exc_type"],
+        "ProtocolV1"
+    );
     assert_eq!(unacked_count(&redis), 0);
 }
 
 fn base64_json(v: &Value) -> Value {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(v.to_string()).into()
+    base64::engine::general_purpose::STANDARD
+        .encode(v.to_string())
+        .into()
 }
 
 #[test]
@@ -316,7 +485,17 @@ fn chain_runs_each_step_with_the_previous_result() {
     let dir = tempfile::tempdir().unwrap();
     let _worker = WorkerProcess::start(&redis, &test_config(dir.path(), ""), &["-c", "2"]);
     let out = std::process::Command::new(taskbox_tests::taskbox_bin())
-        .args(["send", "echo", "--args", "[\"first\"]", "--queue", "dataset", "--chain", "record:{\"log\": \"chain\"}", "--broker"])
+        .args([
+            "send",
+            "echo",
+            "--args",
+            "[\"first\"]",
+            "--queue",
+            "dataset",
+            "--chain",
+            "record:{\"log\": \"chain\"}",
+            "--broker",
+        ])
         .arg(redis.url())
         .args(["--wait", "30"])
         .env_remove("CELERY_BROKER_URL")
@@ -335,13 +514,27 @@ fn send_wait_reports_failures_with_a_nonzero_exit() {
     let dir = tempfile::tempdir().unwrap();
     let _worker = WorkerProcess::start(&redis, &test_config(dir.path(), ""), &["-c", "1"]);
     let out = std::process::Command::new(taskbox_tests::taskbox_bin())
-        .args(["send", "hostile.run", "--args", "[\"reject\", 0, \"nope\"]", "--queue", "pipeline", "--wait", "30", "--broker"])
+        .args([
+            "send",
+            "hostile.run",
+            "--args",
+            "[\"reject\", 0, \"nope\"]",
+            "--queue",
+            "pipeline",
+            "--wait",
+            "30",
+            "--broker",
+        ])
         .arg(redis.url())
         .env_remove("CELERY_BROKER_URL")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(4));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("FAILURE: Reject"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("FAILURE: Reject"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -349,7 +542,9 @@ fn dead_letters_can_be_listed_and_requeued() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     // Unknown when sent, known after the requeue: the task is dead-lettered, then recovered.
-    let id = publish(&redis, "record", json!(["late"]), "dataset", |t| t.task = "later.record".into());
+    let id = publish(&redis, "record", json!(["late"]), "dataset", |t| {
+        t.task = "later.record".into()
+    });
     let worker = WorkerProcess::start(&redis, &test_config(dir.path(), ""), &["-c", "1"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while dead_letters(&redis).is_empty() {
@@ -370,8 +565,15 @@ fn dead_letters_can_be_listed_and_requeued() {
     let shown = cli(&["dlq", "show", &id]);
     assert!(String::from_utf8_lossy(&shown.stdout).contains("NotRegistered"));
     let requeued = cli(&["dlq", "requeue", &id]);
-    assert!(requeued.status.success(), "{}", String::from_utf8_lossy(&requeued.stderr));
-    assert!(dead_letters(&redis).len() <= 1, "the entry left the list (it may come back: still unknown)");
+    assert!(
+        requeued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&requeued.stderr)
+    );
+    assert!(
+        dead_letters(&redis).len() <= 1,
+        "the entry left the list (it may come back: still unknown)"
+    );
     let purged = cli(&["dlq", "purge"]);
     assert!(purged.status.success());
 }
@@ -396,9 +598,18 @@ fn redis_restart_under_load_loses_no_task_and_runs_none_twice() {
     std::thread::sleep(Duration::from_millis(1500));
     redis.restart();
     for (id, _) in &ids {
-        assert_eq!(wait_result(&redis, id, Duration::from_secs(60))["status"], "SUCCESS", "{id}:\n{}", worker.logs());
+        assert_eq!(
+            wait_result(&redis, id, Duration::from_secs(60))["status"],
+            "SUCCESS",
+            "{id}:\n{}",
+            worker.logs()
+        );
     }
     for (_, label) in &ids {
-        assert_eq!(kv_list(&redis, "noop", label).len(), 1, "{label} ran exactly once");
+        assert_eq!(
+            kv_list(&redis, "noop", label).len(),
+            1,
+            "{label} ran exactly once"
+        );
     }
 }

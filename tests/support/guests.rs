@@ -96,7 +96,12 @@ impl RunSpec {
 }
 
 /// Runs one task with the given backends.
-pub async fn run_with(runtime: &Runtime, component: &LoadedComponent, spec: RunSpec, backends: Backends) -> TaskReport {
+pub async fn run_with(
+    runtime: &Runtime,
+    component: &LoadedComponent,
+    spec: RunSpec,
+    backends: Backends,
+) -> TaskReport {
     let meta = Arc::new(TaskMeta::new(
         uuid_like(),
         spec.task.clone(),
@@ -127,5 +132,8 @@ pub async fn run(runtime: &Runtime, component: &LoadedComponent, spec: RunSpec) 
 fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    format!("00000000-0000-4000-8000-{:012}", NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "00000000-0000-4000-8000-{:012}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -20,7 +20,12 @@ impl RedisServer {
     pub fn start() -> RedisServer {
         let dir = tempfile::tempdir().expect("tempdir for redis");
         let port = free_port();
-        let mut server = RedisServer { child: None, port, dir, persistent: false };
+        let mut server = RedisServer {
+            child: None,
+            port,
+            dir,
+            persistent: false,
+        };
         server.spawn();
         server
     }
@@ -30,13 +35,19 @@ impl RedisServer {
     pub fn start_persistent() -> RedisServer {
         let dir = tempfile::tempdir().expect("tempdir for redis");
         let port = free_port();
-        let mut server = RedisServer { child: None, port, dir, persistent: true };
+        let mut server = RedisServer {
+            child: None,
+            port,
+            dir,
+            persistent: true,
+        };
         server.spawn();
         server
     }
 
     fn spawn(&mut self) {
-        let bin = std::env::var_os("REDIS_SERVER_BIN").map_or_else(|| PathBuf::from("redis-server"), PathBuf::from);
+        let bin = std::env::var_os("REDIS_SERVER_BIN")
+            .map_or_else(|| PathBuf::from("redis-server"), PathBuf::from);
         let child = Command::new(&bin)
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
@@ -51,7 +62,12 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("failed to start {}: {e} (is redis-server installed?)", bin.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "failed to start {}: {e} (is redis-server installed?)",
+                    bin.display()
+                )
+            });
         self.child = Some(child);
         self.wait_ready();
     }
@@ -64,7 +80,11 @@ impl RedisServer {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "redis-server on port {} did not start", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not start",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -86,7 +106,10 @@ impl RedisServer {
 
     /// A blocking connection to db 0.
     pub fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
     }
 
     /// Kills the server with SIGKILL (its data is gone: persistence is off).

@@ -69,7 +69,10 @@ impl WorkerProcess {
             .stderr(file)
             .spawn()
             .expect("spawn taskbox worker");
-        let worker = WorkerProcess { child: Some(child), log };
+        let worker = WorkerProcess {
+            child: Some(child),
+            log,
+        };
         worker.wait_for_log("worker ready", Duration::from_secs(60));
         worker
     }
@@ -86,7 +89,11 @@ impl WorkerProcess {
             if self.logs().contains(needle) {
                 return;
             }
-            assert!(Instant::now() < deadline, "worker log never showed {needle:?}:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "worker log never showed {needle:?}:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -118,7 +125,11 @@ impl WorkerProcess {
                 self.child = None;
                 return status;
             }
-            assert!(Instant::now() < deadline, "worker did not exit in time:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "worker did not exit in time:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -132,11 +143,18 @@ impl Drop for WorkerProcess {
 
 fn unsafe_free_kill(pid: i32, signal: i32) {
     // `kill` through the command line keeps the test crate free of unsafe code.
-    let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 fn uuid_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }

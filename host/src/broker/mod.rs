@@ -97,7 +97,10 @@ fn now_secs_f64() -> f64 {
 
 /// Opens a client for a `redis://`, `rediss://` or `sentinel://` URL (the last resolved to the
 /// current master through the sentinels).
-pub async fn client_for(url: &str, sentinel_master: Option<&str>) -> Result<redis::Client, BrokerError> {
+pub async fn client_for(
+    url: &str,
+    sentinel_master: Option<&str>,
+) -> Result<redis::Client, BrokerError> {
     if url.starts_with("sentinel://") {
         let master = sentinel_master.ok_or_else(|| BrokerError::BadUrl {
             url: redact_url(url),
@@ -124,8 +127,13 @@ async fn sentinel_master_client(url: &str, master: &str) -> Result<redis::Client
     let mut password = None;
     for part in url.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let as_redis = part.replacen("sentinel://", "redis://", 1);
-        let info: redis::ConnectionInfo = redis::IntoConnectionInfo::into_connection_info(as_redis.as_str())
-            .map_err(|e| bad(format!("'{}' is not a sentinel address: {e}", redact_url(part))))?;
+        let info: redis::ConnectionInfo =
+            redis::IntoConnectionInfo::into_connection_info(as_redis.as_str()).map_err(|e| {
+                bad(format!(
+                    "'{}' is not a sentinel address: {e}",
+                    redact_url(part)
+                ))
+            })?;
         if nodes.is_empty() {
             db = info.redis_settings().db();
             password = info.redis_settings().password().map(str::to_string);
@@ -208,12 +216,16 @@ impl Broker {
         for q in queues {
             let member = format!("{q}{sep}{sep}{q}", sep = message::SEP);
             pipe.sadd(format!("_kombu.binding.{q}"), &member).ignore();
-            pipe.sadd(format!("_kombu.binding_permanent.{q}"), &member).ignore();
+            pipe.sadd(format!("_kombu.binding_permanent.{q}"), &member)
+                .ignore();
         }
         let mut conn = self.conn.clone();
         pipe.query_async::<()>(&mut conn)
             .await
-            .map_err(|source| BrokerError::Command { op: "declare", source })
+            .map_err(|source| BrokerError::Command {
+                op: "declare",
+                source,
+            })
     }
 
     /// Pops up to `max` messages from `keys` (drained in order) and records them as unacked and
@@ -229,10 +241,13 @@ impl Broker {
         }
         inv.arg(now_secs_f64()).arg(max);
         let mut conn = self.conn.clone();
-        let flat: Vec<Vec<u8>> = inv
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|source| BrokerError::Command { op: "fetch", source })?;
+        let flat: Vec<Vec<u8>> =
+            inv.invoke_async(&mut conn)
+                .await
+                .map_err(|source| BrokerError::Command {
+                    op: "fetch",
+                    source,
+                })?;
         let mut out = Vec::with_capacity(flat.len() / 3);
         let mut it = flat.into_iter();
         while let (Some(key), Some(tag), Some(raw)) = (it.next(), it.next(), it.next()) {
@@ -264,10 +279,20 @@ impl Broker {
             .arg(if finish.require_owned { "1" } else { "0" })
             .arg(finish.result_ttl.map_or(0, |d| d.as_secs().max(1)))
             .arg(finish.dead_letter.as_deref().unwrap_or(""))
-            .arg(finish.delayed.as_ref().map_or(String::new(), |(score, _)| score.to_string()))
+            .arg(
+                finish
+                    .delayed
+                    .as_ref()
+                    .map_or(String::new(), |(score, _)| score.to_string()),
+            )
             .arg(finish.pushes.len())
             .arg(finish.results.len())
-            .arg(finish.delayed.as_ref().map_or("", |(_, member)| member.as_str()));
+            .arg(
+                finish
+                    .delayed
+                    .as_ref()
+                    .map_or("", |(_, member)| member.as_str()),
+            );
         for (_, envelope) in &finish.pushes {
             inv.arg(envelope);
         }
@@ -275,20 +300,30 @@ impl Broker {
             inv.arg(meta);
         }
         let mut conn = self.conn.clone();
-        let applied: i64 = inv
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|source| BrokerError::Command { op: "finish", source })?;
+        let applied: i64 =
+            inv.invoke_async(&mut conn)
+                .await
+                .map_err(|source| BrokerError::Command {
+                    op: "finish",
+                    source,
+                })?;
         Ok(applied == 1)
     }
 
     /// Puts this worker's unfinished messages back on their queues (all of them when `tags` is
     /// empty). Used at shutdown and for tasks a worker abandons.
     pub async fn restore(&self, tags: &[String]) -> Result<u64, BrokerError> {
-        self.restore_for(&self.worker_id, &self.owned_key, "", tags).await
+        self.restore_for(&self.worker_id, &self.owned_key, "", tags)
+            .await
     }
 
-    async fn restore_for(&self, worker: &str, owned_key: &str, unregister: &str, tags: &[String]) -> Result<u64, BrokerError> {
+    async fn restore_for(
+        &self,
+        worker: &str,
+        owned_key: &str,
+        unregister: &str,
+        tags: &[String],
+    ) -> Result<u64, BrokerError> {
         let mut inv = self.restore.prepare_invoke();
         inv.key(UNACKED)
             .key(UNACKED_INDEX)
@@ -303,7 +338,10 @@ impl Broker {
         let mut conn = self.conn.clone();
         inv.invoke_async(&mut conn).await.map_err(|source| {
             tracing::debug!(worker, "restore failed");
-            BrokerError::Command { op: "restore", source }
+            BrokerError::Command {
+                op: "restore",
+                source,
+            }
         })
     }
 
@@ -311,13 +349,23 @@ impl Broker {
     /// in a connection drop leaves its messages owned by a live worker, which no peer would
     /// ever reap. Only messages fetched more than `older_than` ago and not in `in_flight` are
     /// touched (in-flight leases are renewed every heartbeat).
-    pub async fn restore_orphans(&self, in_flight: &[String], older_than: Duration) -> Result<u64, BrokerError> {
+    pub async fn restore_orphans(
+        &self,
+        in_flight: &[String],
+        older_than: Duration,
+    ) -> Result<u64, BrokerError> {
         let mut conn = self.conn.clone();
-        let owned: Vec<String> = conn
-            .hkeys(&self.owned_key)
-            .await
-            .map_err(|source| BrokerError::Command { op: "restore_orphans", source })?;
-        let candidates: Vec<String> = owned.into_iter().filter(|t| !in_flight.contains(t)).collect();
+        let owned: Vec<String> =
+            conn.hkeys(&self.owned_key)
+                .await
+                .map_err(|source| BrokerError::Command {
+                    op: "restore_orphans",
+                    source,
+                })?;
+        let candidates: Vec<String> = owned
+            .into_iter()
+            .filter(|t| !in_flight.contains(t))
+            .collect();
         if candidates.is_empty() {
             return Ok(0);
         }
@@ -325,10 +373,13 @@ impl Broker {
         for tag in &candidates {
             pipe.zscore(UNACKED_INDEX, tag);
         }
-        let scores: Vec<Option<f64>> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|source| BrokerError::Command { op: "restore_orphans", source })?;
+        let scores: Vec<Option<f64>> =
+            pipe.query_async(&mut conn)
+                .await
+                .map_err(|source| BrokerError::Command {
+                    op: "restore_orphans",
+                    source,
+                })?;
         let cutoff = now_secs_f64() - older_than.as_secs_f64();
         let stale: Vec<String> = candidates
             .into_iter()
@@ -340,7 +391,10 @@ impl Broker {
             return Ok(0);
         }
         let n = self.restore(&stale).await?;
-        tracing::warn!(restored = n, "returned messages this worker owned but was not running (a fetch reply was lost)");
+        tracing::warn!(
+            restored = n,
+            "returned messages this worker owned but was not running (a fetch reply was lost)"
+        );
         Ok(n)
     }
 
@@ -349,7 +403,10 @@ impl Broker {
         let mut conn = self.conn.clone();
         conn.zadd::<_, _, _, ()>(WORKERS, &self.worker_id, now_ms())
             .await
-            .map_err(|source| BrokerError::Command { op: "register", source })
+            .map_err(|source| BrokerError::Command {
+                op: "register",
+                source,
+            })
     }
 
     /// Renews this worker's heartbeat and the leases of its in-flight messages (their
@@ -358,7 +415,12 @@ impl Broker {
     /// redelivered, and it must abandon them.
     pub async fn heartbeat(&self, in_flight: &[String]) -> Result<bool, BrokerError> {
         let mut pipe = redis::pipe();
-        pipe.cmd("ZADD").arg(WORKERS).arg("XX").arg("CH").arg(now_ms()).arg(&self.worker_id);
+        pipe.cmd("ZADD")
+            .arg(WORKERS)
+            .arg("XX")
+            .arg("CH")
+            .arg(now_ms())
+            .arg(&self.worker_id);
         if !in_flight.is_empty() {
             let now = now_secs_f64();
             let mut cmd = redis::cmd("ZADD");
@@ -369,10 +431,13 @@ impl Broker {
             pipe.add_command(cmd).ignore();
         }
         let mut conn = self.conn.clone();
-        let (changed,): (i64,) = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|source| BrokerError::Command { op: "heartbeat", source })?;
+        let (changed,): (i64,) =
+            pipe.query_async(&mut conn)
+                .await
+                .map_err(|source| BrokerError::Command {
+                    op: "heartbeat",
+                    source,
+                })?;
         Ok(changed == 1)
     }
 
@@ -414,7 +479,10 @@ impl Broker {
             .arg(limit)
             .invoke_async(&mut conn)
             .await
-            .map_err(|source| BrokerError::Command { op: "promote", source })
+            .map_err(|source| BrokerError::Command {
+                op: "promote",
+                source,
+            })
     }
 
     /// Publishes an envelope to the back of a queue list (what a producer's LPUSH does).
@@ -422,22 +490,36 @@ impl Broker {
         let mut conn = self.conn.clone();
         conn.lpush::<_, _, ()>(list_key, envelope)
             .await
-            .map_err(|source| BrokerError::Command { op: "publish", source })
+            .map_err(|source| BrokerError::Command {
+                op: "publish",
+                source,
+            })
     }
 
     /// Adds an envelope to the delayed set, due at `due_ms`.
-    pub async fn publish_delayed(&self, list_key: &str, envelope: &str, due_ms: u64) -> Result<(), BrokerError> {
+    pub async fn publish_delayed(
+        &self,
+        list_key: &str,
+        envelope: &str,
+        due_ms: u64,
+    ) -> Result<(), BrokerError> {
         let member = delayed_member(list_key, envelope);
         let mut conn = self.conn.clone();
         conn.zadd::<_, _, _, ()>(DELAYED, member, due_ms)
             .await
-            .map_err(|source| BrokerError::Command { op: "publish_delayed", source })
+            .map_err(|source| BrokerError::Command {
+                op: "publish_delayed",
+                source,
+            })
     }
 
     /// Deletes every message of a queue (all priority lists); returns how many there were.
     pub async fn purge(&self, queue: &str) -> Result<u64, BrokerError> {
         let mut pipe = redis::pipe();
-        let keys: Vec<String> = message::PRIORITY_STEPS.iter().map(|p| message::queue_key(queue, *p)).collect();
+        let keys: Vec<String> = message::PRIORITY_STEPS
+            .iter()
+            .map(|p| message::queue_key(queue, *p))
+            .collect();
         for k in &keys {
             pipe.llen(k);
         }
@@ -449,7 +531,10 @@ impl Broker {
             .atomic()
             .query_async(&mut conn)
             .await
-            .map_err(|source| BrokerError::Command { op: "purge", source })?;
+            .map_err(|source| BrokerError::Command {
+                op: "purge",
+                source,
+            })?;
         Ok(lens.into_iter().sum())
     }
 
@@ -460,19 +545,29 @@ impl Broker {
             pipe.llen(message::queue_key(queue, p));
         }
         let mut conn = self.conn.clone();
-        let lens: Vec<u64> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|source| BrokerError::Command { op: "depth", source })?;
+        let lens: Vec<u64> =
+            pipe.query_async(&mut conn)
+                .await
+                .map_err(|source| BrokerError::Command {
+                    op: "depth",
+                    source,
+                })?;
         Ok(lens.into_iter().sum())
     }
 
     /// Dead-letter entries, newest first.
-    pub async fn dead_letters(&self, start: isize, count: isize) -> Result<Vec<String>, BrokerError> {
+    pub async fn dead_letters(
+        &self,
+        start: isize,
+        count: isize,
+    ) -> Result<Vec<String>, BrokerError> {
         let mut conn = self.conn.clone();
         conn.lrange(&self.dead_letter_key, start, start + count - 1)
             .await
-            .map_err(|source| BrokerError::Command { op: "dead_letters", source })
+            .map_err(|source| BrokerError::Command {
+                op: "dead_letters",
+                source,
+            })
     }
 
     /// Removes one exact dead-letter entry; returns whether it was there.
@@ -481,7 +576,10 @@ impl Broker {
         let removed: i64 = conn
             .lrem(&self.dead_letter_key, 1, entry)
             .await
-            .map_err(|source| BrokerError::Command { op: "remove_dead_letter", source })?;
+            .map_err(|source| BrokerError::Command {
+                op: "remove_dead_letter",
+                source,
+            })?;
         Ok(removed > 0)
     }
 
@@ -494,13 +592,21 @@ impl Broker {
             .del(&self.dead_letter_key)
             .query_async(&mut conn)
             .await
-            .map_err(|source| BrokerError::Command { op: "purge_dead_letters", source })?;
+            .map_err(|source| BrokerError::Command {
+                op: "purge_dead_letters",
+                source,
+            })?;
         Ok(len)
     }
 
     /// Atomically removes a dead-letter entry and publishes `envelope` to `list_key`; false when
     /// the entry was already gone (someone else requeued or purged it).
-    pub async fn requeue_dead_letter(&self, entry: &str, list_key: &str, envelope: &str) -> Result<bool, BrokerError> {
+    pub async fn requeue_dead_letter(
+        &self,
+        entry: &str,
+        list_key: &str,
+        envelope: &str,
+    ) -> Result<bool, BrokerError> {
         // Remove-then-push must be one step, or two operators requeueing at once would
         // publish the task twice.
         let script = Script::new(
@@ -515,7 +621,10 @@ impl Broker {
             .arg(envelope)
             .invoke_async(&mut conn)
             .await
-            .map_err(|source| BrokerError::Command { op: "requeue_dead_letter", source })?;
+            .map_err(|source| BrokerError::Command {
+                op: "requeue_dead_letter",
+                source,
+            })?;
         Ok(moved == 1)
     }
 }

@@ -21,7 +21,11 @@ pub struct QueueNotifier {
 impl QueueNotifier {
     /// Starts watching `prefixes` (queue names) on a dedicated connection, reconnecting in the
     /// background until `shutdown` fires.
-    pub fn start(client: redis::Client, prefixes: Vec<String>, shutdown: tokio_util::sync::CancellationToken) -> QueueNotifier {
+    pub fn start(
+        client: redis::Client,
+        prefixes: Vec<String>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> QueueNotifier {
         let notify = Arc::new(Notify::new());
         let waker = notify.clone();
         tokio::spawn(async move {
@@ -75,13 +79,18 @@ async fn watch(
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> redis::RedisResult<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let info = client
-        .get_connection_info()
-        .clone()
-        .set_redis_settings(client.get_connection_info().redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3));
+    let info = client.get_connection_info().clone().set_redis_settings(
+        client
+            .get_connection_info()
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3),
+    );
     let resp3 = redis::Client::open(info)?;
     let config = redis::AsyncConnectionConfig::new().set_push_sender(tx);
-    let mut conn = resp3.get_multiplexed_async_connection_with_config(&config).await?;
+    let mut conn = resp3
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
     let mut cmd = redis::cmd("CLIENT");
     cmd.arg("TRACKING").arg("ON").arg("BCAST").arg("NOLOOP");
     for p in prefixes {

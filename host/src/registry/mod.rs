@@ -49,7 +49,10 @@ impl Registry {
         let mut registry = Registry::default();
         for (name, bytes) in builtins::BUILTINS {
             let Some(bytes) = bytes else {
-                tracing::warn!(builtin = name, "built-in component not embedded in this build (run `just build`); its tasks are unavailable");
+                tracing::warn!(
+                    builtin = name,
+                    "built-in component not embedded in this build (run `just build`); its tasks are unavailable"
+                );
                 continue;
             };
             let component = runtime
@@ -67,7 +70,12 @@ impl Registry {
         for (name, plugin) in &config.plugins {
             let loaded = load_configured(runtime, name, plugin, &defaults)
                 .await
-                .with_context(|| format!("failed to load plugin '{name}' from {}", plugin.path.display()))?;
+                .with_context(|| {
+                    format!(
+                        "failed to load plugin '{name}' from {}",
+                        plugin.path.display()
+                    )
+                })?;
             registry.add(loaded)?;
         }
         Ok(registry)
@@ -111,8 +119,14 @@ impl Registry {
     }
 }
 
-async fn load_configured(runtime: &Runtime, name: &str, plugin: &PluginConfig, defaults: &Limits) -> anyhow::Result<Plugin> {
-    let bytes = std::fs::read(&plugin.path).with_context(|| format!("failed to read {}", plugin.path.display()))?;
+async fn load_configured(
+    runtime: &Runtime,
+    name: &str,
+    plugin: &PluginConfig,
+    defaults: &Limits,
+) -> anyhow::Result<Plugin> {
+    let bytes = std::fs::read(&plugin.path)
+        .with_context(|| format!("failed to read {}", plugin.path.display()))?;
     let component = runtime.load(&bytes).await?;
     let grants = grants_of(plugin)?;
     grants.check_imports(&component.capabilities)?;
@@ -129,10 +143,9 @@ async fn load_configured(runtime: &Runtime, name: &str, plugin: &PluginConfig, d
 pub fn grants_of(plugin: &PluginConfig) -> anyhow::Result<Grants> {
     let mut capabilities = Vec::new();
     for cap in &plugin.capabilities {
-        capabilities.push(
-            Capability::from_interface(cap)
-                .with_context(|| format!("unknown capability '{cap}' (known: log, progress, kv, mail, queue)"))?,
-        );
+        capabilities.push(Capability::from_interface(cap).with_context(|| {
+            format!("unknown capability '{cap}' (known: log, progress, kv, mail, queue)")
+        })?);
     }
     let dirs = plugin
         .dirs
@@ -144,8 +157,9 @@ pub fn grants_of(plugin: &PluginConfig) -> anyhow::Result<Grants> {
         match spec.split_once('=') {
             Some((k, v)) => env.push((k.to_string(), v.to_string())),
             None => {
-                let value = std::env::var(spec)
-                    .with_context(|| format!("granted environment variable {spec} is not set for the worker"))?;
+                let value = std::env::var(spec).with_context(|| {
+                    format!("granted environment variable {spec} is not set for the worker")
+                })?;
                 env.push((spec.clone(), value));
             }
         }

@@ -99,11 +99,21 @@ pub struct Lineage {
     pub children: Vec<String>,
 }
 
-fn base(state: TaskState, task_id: &str, result: Value, traceback: Option<String>, lineage: &Lineage, info: Option<&RunInfo>) -> String {
+fn base(
+    state: TaskState,
+    task_id: &str,
+    result: Value,
+    traceback: Option<String>,
+    lineage: &Lineage,
+    info: Option<&RunInfo>,
+) -> String {
     let mut meta = Map::new();
     meta.insert("status".into(), state.as_str().into());
     meta.insert("result".into(), result);
-    meta.insert("traceback".into(), traceback.map_or(Value::Null, Value::String));
+    meta.insert(
+        "traceback".into(),
+        traceback.map_or(Value::Null, Value::String),
+    );
     meta.insert(
         "children".into(),
         Value::Array(
@@ -141,14 +151,34 @@ pub fn success(task_id: &str, result: Value, lineage: &Lineage, info: Option<&Ru
 }
 
 /// FAILURE meta; `traceback` carries the wasm backtrace of a trap.
-pub fn failure(task_id: &str, failure: &Failure, traceback: Option<String>, lineage: &Lineage, info: Option<&RunInfo>) -> String {
-    base(TaskState::Failure, task_id, failure.to_json(), traceback, lineage, info)
+pub fn failure(
+    task_id: &str,
+    failure: &Failure,
+    traceback: Option<String>,
+    lineage: &Lineage,
+    info: Option<&RunInfo>,
+) -> String {
+    base(
+        TaskState::Failure,
+        task_id,
+        failure.to_json(),
+        traceback,
+        lineage,
+        info,
+    )
 }
 
 /// RETRY meta: the reason of the retry, as Celery stores the `Retry` exception.
 pub fn retry(task_id: &str, reason: &str, lineage: &Lineage, info: Option<&RunInfo>) -> String {
     let exc = Failure::new("Retry", reason);
-    base(TaskState::Retry, task_id, exc.to_json(), None, lineage, info)
+    base(
+        TaskState::Retry,
+        task_id,
+        exc.to_json(),
+        None,
+        lineage,
+        info,
+    )
 }
 
 /// REVOKED meta (`TaskRevokedError`), e.g. for an expired task.
@@ -158,7 +188,14 @@ pub fn revoked(task_id: &str, reason: &str, lineage: &Lineage) -> String {
         message: reason.into(),
         exc_module: Some("celery.exceptions".into()),
     };
-    base(TaskState::Revoked, task_id, exc.to_json(), None, lineage, None)
+    base(
+        TaskState::Revoked,
+        task_id,
+        exc.to_json(),
+        None,
+        lineage,
+        None,
+    )
 }
 
 /// STARTED meta, as Celery's `task_track_started` writes it.
@@ -194,7 +231,9 @@ pub struct ResultStore {
 
 impl std::fmt::Debug for ResultStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResultStore").field("ttl", &self.ttl).finish_non_exhaustive()
+        f.debug_struct("ResultStore")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
     }
 }
 
@@ -233,7 +272,12 @@ impl ResultStore {
     /// Waits up to `timeout` for the task to reach a ready state (SUCCESS, FAILURE, REVOKED),
     /// as Celery's `AsyncResult.get()` does: subscribe first, then read, then wait for
     /// publishes. Returns the last meta seen (or `None` if still pending).
-    pub async fn wait(&self, client: &redis::Client, task_id: &str, timeout: Duration) -> redis::RedisResult<Option<Value>> {
+    pub async fn wait(
+        &self,
+        client: &redis::Client,
+        task_id: &str,
+        timeout: Duration,
+    ) -> redis::RedisResult<Option<Value>> {
         use futures_util::StreamExt as _;
         let key = key(task_id);
         let mut pubsub = client.get_async_pubsub().await?;
@@ -297,12 +341,27 @@ mod tests {
             ..RunInfo::default()
         };
         let f = Failure::new("OutOfFuel", "used 10 fuel");
-        let meta: Value = serde_json::from_str(&failure("t", &f, Some("bt".into()), &Lineage::default(), Some(&info))).unwrap();
+        let meta: Value = serde_json::from_str(&failure(
+            "t",
+            &f,
+            Some("bt".into()),
+            &Lineage::default(),
+            Some(&info),
+        ))
+        .unwrap();
         assert_eq!(meta["status"], "FAILURE");
-        assert_eq!(meta["result"], json!({"exc_type": "OutOfFuel", "exc_message": ["used 10 fuel"], "exc_module": null}));
+        assert_eq!(
+            meta["result"],
+            json!({"exc_type": "OutOfFuel", "exc_message": ["used 10 fuel"], "exc_module": null})
+        );
         assert_eq!(meta["traceback"], "bt");
         assert_eq!(meta["taskbox"]["error_kind"], "OutOfFuel");
-        let pending: Value = serde_json::from_str(&retry("t", "again", &Lineage::default(), None)).unwrap();
-        assert_eq!(pending["date_done"], Value::Null, "RETRY is not a ready state");
+        let pending: Value =
+            serde_json::from_str(&retry("t", "again", &Lineage::default(), None)).unwrap();
+        assert_eq!(
+            pending["date_done"],
+            Value::Null,
+            "RETRY is not a ready state"
+        );
     }
 }

@@ -49,6 +49,9 @@ impl TaskState {
 
     /// Whether the state is final (Celery's READY_STATES): waiting callers stop here.
     pub fn is_ready(self) -> bool {
-        matches!(self, TaskState::Success | TaskState::Failure | TaskState::Revoked)
+        matches!(
+            self,
+            TaskState::Success | TaskState::Failure | TaskState::Revoked
+        )
     }
 }

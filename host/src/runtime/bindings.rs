@@ -9,4 +9,4 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::taskbox::task::handler::{Call, TaskContext, TaskError as WitTaskError};
-pub use taskbox::task::{kv, log, mail, progress, queue};
+pub use self::taskbox::task::{kv, log, mail, progress, queue};

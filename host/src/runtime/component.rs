@@ -78,7 +78,12 @@ impl ComponentCache {
 
     /// The compiled component for `bytes`, from the cache when possible. Returns whether it came
     /// from the cache.
-    pub fn compile(&self, engine: &Engine, bytes: &[u8], digest: &str) -> Result<(Component, bool), SandboxError> {
+    pub fn compile(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        digest: &str,
+    ) -> Result<(Component, bool), SandboxError> {
         if let Some(path) = self.path(digest)
             && path.exists()
         {
@@ -92,8 +97,9 @@ impl ComponentCache {
             }
         }
         check_header(bytes)?;
-        let component = Component::new(engine, bytes)
-            .map_err(|err| SandboxError::invalid(format!("the component does not validate: {err:#}")))?;
+        let component = Component::new(engine, bytes).map_err(|err| {
+            SandboxError::invalid(format!("the component does not validate: {err:#}"))
+        })?;
         if let Some(path) = self.path(digest)
             && let Err(err) = store_artifact(&component, &path)
         {
@@ -103,7 +109,10 @@ impl ComponentCache {
     }
 }
 
-#[allow(unsafe_code, reason = "deserializing a compiled artefact is unsafe in wasmtime; we only load files this cache wrote, named by the wasm's sha256 and the engine's compatibility hash")]
+#[allow(
+    unsafe_code,
+    reason = "deserializing a compiled artefact is unsafe in wasmtime; we only load files this cache wrote, named by the wasm's sha256 and the engine's compatibility hash"
+)]
 fn load_artifact(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
     // SAFETY: the file was produced by `Component::serialize` of this engine configuration
     // (the name carries both the wasm digest and the engine hash) and wasmtime still checks
@@ -114,7 +123,10 @@ fn load_artifact(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
 }
 
 fn store_artifact(component: &Component, path: &Path) -> anyhow::Result<()> {
-    let bytes = component.serialize().map_err(anyhow::Error::from).context("failed to serialize the component")?;
+    let bytes = component
+        .serialize()
+        .map_err(anyhow::Error::from)
+        .context("failed to serialize the component")?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("failed to create cache directory {}", dir.display()))?;
@@ -140,8 +152,14 @@ impl Hasher for ShaHasher {
 /// export must exist with a compatible WIT version, and every import must be one we provide.
 pub fn inspect(engine: &Engine, component: &Component) -> Result<Interface, SandboxError> {
     let ty = component.component_type();
-    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
-    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
+    let imports: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
 
     let handler = exports
         .iter()
@@ -150,7 +168,11 @@ pub fn inspect(engine: &Engine, component: &Component) -> Result<Interface, Sand
         let names: Vec<&str> = exports.iter().map(String::as_str).collect();
         return Err(SandboxError::invalid(format!(
             "missing export {PACKAGE}/handler (the component exports: {}); build it with taskbox-sdk and `export_plugin!`",
-            if names.is_empty() { "nothing".to_string() } else { names.join(", ") }
+            if names.is_empty() {
+                "nothing".to_string()
+            } else {
+                names.join(", ")
+            }
         )));
     };
     check_version(version)?;
@@ -198,7 +220,8 @@ fn split_versioned(name: &str) -> Option<(&str, &str)> {
 /// Whether a component built against `theirs` can run on this host: same major version, or same
 /// minor while the major is 0 (semver's rule for 0.x).
 pub fn check_version(theirs: &str) -> Result<(), SandboxError> {
-    let ours = semver::Version::parse(WIT_VERSION).map_err(|e| SandboxError::Host(e.to_string()))?;
+    let ours =
+        semver::Version::parse(WIT_VERSION).map_err(|e| SandboxError::Host(e.to_string()))?;
     let Ok(v) = semver::Version::parse(theirs) else {
         return Err(SandboxError::invalid(format!(
             "the component was built against an unversioned or malformed {PACKAGE} version '{theirs}'; this host implements {PACKAGE}@{WIT_VERSION}"
@@ -228,16 +251,29 @@ mod tests {
         assert!(check_version("0.1.0").is_ok());
         assert!(check_version("0.1.7").is_ok());
         let err = check_version("0.2.0").unwrap_err().to_string();
-        assert!(err.contains("taskbox:task@0.2.0") && err.contains("taskbox:task@0.1.0"), "{err}");
+        assert!(
+            err.contains("taskbox:task@0.2.0") && err.contains("taskbox:task@0.1.0"),
+            "{err}"
+        );
         assert!(check_version("1.0.0").is_err());
         assert!(check_version("").is_err());
     }
 
     #[test]
     fn headers_tell_modules_from_components() {
-        assert!(check_header(b"hello world").unwrap_err().to_string().contains("not a WebAssembly"));
+        assert!(
+            check_header(b"hello world")
+                .unwrap_err()
+                .to_string()
+                .contains("not a WebAssembly")
+        );
         let module = b"\0asm\x01\0\0\0";
-        assert!(check_header(module).unwrap_err().to_string().contains("core wasm module"));
+        assert!(
+            check_header(module)
+                .unwrap_err()
+                .to_string()
+                .contains("core wasm module")
+        );
         assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
     }
 }

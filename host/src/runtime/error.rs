@@ -37,7 +37,11 @@ impl std::fmt::Display for TaskError {
             TaskError::Retry {
                 reason,
                 countdown: Some(d),
-            } => write!(f, "task asked for a retry in {}: {reason}", humantime::format_duration(*d)),
+            } => write!(
+                f,
+                "task asked for a retry in {}: {reason}",
+                humantime::format_duration(*d)
+            ),
             TaskError::Retry {
                 reason,
                 countdown: None,
@@ -237,7 +241,9 @@ pub(crate) fn classify(
                     Some(InterruptCause::Terminated(reason)) => SandboxError::Terminated {
                         reason: reason.clone(),
                     },
-                    Some(InterruptCause::Deadline(limit)) => SandboxError::Timeout { limit: *limit },
+                    Some(InterruptCause::Deadline(limit)) => {
+                        SandboxError::Timeout { limit: *limit }
+                    }
                     None => SandboxError::Timeout {
                         limit: Duration::ZERO,
                     },

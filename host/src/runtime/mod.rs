@@ -183,16 +183,18 @@ impl Runtime {
         let owned = bytes.to_vec();
         let key = digest.clone();
         // Compilation is CPU-heavy (tens of ms): keep it off the async threads.
-        let (component, from_cache) = tokio::task::spawn_blocking(move || cache.compile(&engine, &owned, &key))
-            .await
-            .map_err(|e| SandboxError::Host(format!("compile thread failed: {e}")))??;
+        let (component, from_cache) =
+            tokio::task::spawn_blocking(move || cache.compile(&engine, &owned, &key))
+                .await
+                .map_err(|e| SandboxError::Host(format!("compile thread failed: {e}")))??;
         let interface = component::inspect(&self.engine, &component)?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| SandboxError::invalid(format!("the component cannot be linked: {e:#}")))?;
-        let pre = PluginPre::new(instance_pre)
-            .map_err(|e| SandboxError::invalid(format!("the handler export has the wrong shape: {e:#}")))?;
+        let pre = PluginPre::new(instance_pre).map_err(|e| {
+            SandboxError::invalid(format!("the handler export has the wrong shape: {e:#}"))
+        })?;
         let mut loaded = LoadedComponent {
             digest: digest.clone(),
             wit_version: interface.wit_version,
@@ -235,24 +237,34 @@ impl Runtime {
         })
         .await;
         let tasks = match result {
-            Err(_) => return Err(SandboxError::Timeout { limit: limits.timeout }),
+            Err(_) => {
+                return Err(SandboxError::Timeout {
+                    limit: limits.timeout,
+                });
+            }
             Ok(Err(err)) => {
                 let stderr = String::from_utf8_lossy(&stderr.contents()).into_owned();
                 let cause = classify(err, store.data().clock.interrupt.as_ref(), budget, &stderr);
                 return Err(match cause {
-                    SandboxError::CapabilityDenied { capability, detail } => SandboxError::invalid(format!(
-                        "handler.tasks() used the {capability} capability ({detail}); it must not call the host"
-                    )),
+                    SandboxError::CapabilityDenied { capability, detail } => {
+                        SandboxError::invalid(format!(
+                            "handler.tasks() used the {capability} capability ({detail}); it must not call the host"
+                        ))
+                    }
                     other => other,
                 });
             }
             Ok(Ok(tasks)) => tasks,
         };
         if tasks.is_empty() {
-            return Err(SandboxError::invalid("handler.tasks() returned no task names"));
+            return Err(SandboxError::invalid(
+                "handler.tasks() returned no task names",
+            ));
         }
         if let Some(bad) = tasks.iter().find(|t| t.trim().is_empty() || t.len() > 256) {
-            return Err(SandboxError::invalid(format!("handler.tasks() returned an invalid task name '{bad}'")));
+            return Err(SandboxError::invalid(format!(
+                "handler.tasks() returned an invalid task name '{bad}'"
+            )));
         }
         Ok(tasks)
     }
@@ -294,7 +306,11 @@ impl Runtime {
             span: tracing::Span::current(),
         };
         let budget = limits.fuel.unwrap_or(u64::MAX);
-        Ok((store::new_store(&self.engine, state, budget), budget, stderr))
+        Ok((
+            store::new_store(&self.engine, state, budget),
+            budget,
+            stderr,
+        ))
     }
 
     /// Runs one task. Call it inside the task's span (`telemetry::task_span`): guest log
@@ -353,12 +369,21 @@ impl Runtime {
         let data = store.data();
         let outcome = match result {
             Err(_elapsed) => Err(match data.clock.cancel.as_ref().and_then(|c| c.reason()) {
-                Some(reason) => SandboxError::Terminated { reason: reason.to_string() },
-                None => SandboxError::Timeout { limit: inv.limits.timeout },
+                Some(reason) => SandboxError::Terminated {
+                    reason: reason.to_string(),
+                },
+                None => SandboxError::Timeout {
+                    limit: inv.limits.timeout,
+                },
             }),
             Ok(Err(err)) => {
                 let stderr = String::from_utf8_lossy(&stderr.contents()).into_owned();
-                Err(classify(err, data.clock.interrupt.as_ref(), budget, &stderr))
+                Err(classify(
+                    err,
+                    data.clock.interrupt.as_ref(),
+                    budget,
+                    &stderr,
+                ))
             }
             Ok(Ok(Err(task_error))) => Err(match &data.usage.denied {
                 // The guest failed after a refused capability call: that refusal is the cause.
@@ -368,10 +393,12 @@ impl Runtime {
                 },
                 None => SandboxError::Guest(convert_task_error(task_error)),
             }),
-            Ok(Ok(Ok(output))) if output.len() > inv.limits.max_output => Err(SandboxError::OutputTooLarge {
-                size: output.len(),
-                limit: inv.limits.max_output,
-            }),
+            Ok(Ok(Ok(output))) if output.len() > inv.limits.max_output => {
+                Err(SandboxError::OutputTooLarge {
+                    size: output.len(),
+                    limit: inv.limits.max_output,
+                })
+            }
             Ok(Ok(Ok(output))) => Ok(output),
         };
         let fuel_used = budget.saturating_sub(store.get_fuel().unwrap_or(0));
@@ -392,7 +419,11 @@ fn convert_task_error(err: WitTaskError) -> TaskError {
             reason: clip(spec.reason),
             countdown: spec.countdown_ms.map(Duration::from_millis),
         },
-        WitTaskError::Reject(message) => TaskError::Reject { message: clip(message) },
-        WitTaskError::Fail(message) => TaskError::Fail { message: clip(message) },
+        WitTaskError::Reject(message) => TaskError::Reject {
+            message: clip(message),
+        },
+        WitTaskError::Fail(message) => TaskError::Fail {
+            message: clip(message),
+        },
     }
 }

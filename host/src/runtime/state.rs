@@ -29,7 +29,12 @@ pub struct TaskMeta {
 
 impl TaskMeta {
     /// A standalone task: its own root, first attempt.
-    pub fn new(id: impl Into<String>, name: impl Into<String>, queue: impl Into<String>, plugin: impl Into<String>) -> Self {
+    pub fn new(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        queue: impl Into<String>,
+        plugin: impl Into<String>,
+    ) -> Self {
         let id = id.into();
         TaskMeta {
             root_id: id.clone(),

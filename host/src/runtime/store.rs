@@ -41,7 +41,10 @@ pub(crate) fn new_store(engine: &Engine, state: HostState, fuel: u64) -> Store<H
                 "task passed its soft time limit"
             );
         }
-        Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(tokio::task::yield_now()),
+        ))
     });
     store
 }

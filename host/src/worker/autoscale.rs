@@ -3,8 +3,8 @@
 //! it takes free permits out of circulation.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
@@ -54,7 +54,11 @@ impl Scaler {
             self.slots.add_permits(grow as usize);
             self.current.fetch_add(grow, Ordering::Relaxed);
             *idle = None;
-            tracing::info!(slots = current + grow, backlog, "autoscale: grew task slots");
+            tracing::info!(
+                slots = current + grow,
+                backlog,
+                "autoscale: grew task slots"
+            );
             return;
         }
         if busy < current && current > self.min && backlog == 0 {

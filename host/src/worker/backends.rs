@@ -3,7 +3,6 @@
 //! as configured.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::AsyncCommands;
@@ -11,12 +10,12 @@ use redis::aio::ConnectionManager;
 
 use crate::broker::message::{self, NewTask};
 use crate::broker::{Broker, now_ms};
+use crate::results::{self, ResultStore};
 use crate::runtime::capabilities::kv::KvBackend;
 use crate::runtime::capabilities::mail::{DeliveryError, MailBackend, OutgoingMail};
 use crate::runtime::capabilities::progress::ProgressSink;
 use crate::runtime::capabilities::queue::{FollowUp, PublishError, QueueBackend};
 use crate::runtime::state::TaskMeta;
-use crate::results::{self, ResultStore};
 
 /// The Redis hash holding a plugin's kv entries. The namespace comes from the host, never the
 /// guest, so plugins cannot reach each other's keys.
@@ -39,21 +38,34 @@ impl RedisKv {
 
 #[async_trait]
 impl KvBackend for RedisKv {
-    async fn get_many(&self, namespace: &str, keys: &[String]) -> anyhow::Result<Vec<Option<Vec<u8>>>> {
+    async fn get_many(
+        &self,
+        namespace: &str,
+        keys: &[String],
+    ) -> anyhow::Result<Vec<Option<Vec<u8>>>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
         let mut conn = self.conn.clone();
-        let values: Vec<Option<Vec<u8>>> = redis::cmd("HMGET").arg(kv_key(namespace)).arg(keys).query_async(&mut conn).await?;
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+            .arg(kv_key(namespace))
+            .arg(keys)
+            .query_async(&mut conn)
+            .await?;
         Ok(values)
     }
 
-    async fn set_many(&self, namespace: &str, entries: Vec<(String, Vec<u8>)>) -> anyhow::Result<()> {
+    async fn set_many(
+        &self,
+        namespace: &str,
+        entries: Vec<(String, Vec<u8>)>,
+    ) -> anyhow::Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
         let mut conn = self.conn.clone();
-        conn.hset_multiple::<_, _, _, ()>(kv_key(namespace), &entries).await?;
+        conn.hset_multiple::<_, _, _, ()>(kv_key(namespace), &entries)
+            .await?;
         Ok(())
     }
 
@@ -65,7 +77,13 @@ impl KvBackend for RedisKv {
         Ok(conn.hdel(kv_key(namespace), keys).await?)
     }
 
-    async fn scan(&self, namespace: &str, prefix: &str, cursor: u64, count: u32) -> anyhow::Result<(u64, Vec<String>)> {
+    async fn scan(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        cursor: u64,
+        count: u32,
+    ) -> anyhow::Result<(u64, Vec<String>)> {
         let mut conn = self.conn.clone();
         let pattern = format!("{}*", glob_escape(prefix));
         let (next, flat): (u64, Vec<String>) = redis::cmd("HSCAN")
@@ -94,17 +112,24 @@ fn glob_escape(s: &str) -> String {
     out
 }
 
+/// A task's default queue, if it has a route.
+pub type Routes = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Publishes follow-up tasks in Celery's format with the parent's lineage.
 pub struct BrokerQueue {
     broker: Broker,
-    routes: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    routes: Routes,
     origin: String,
 }
 
 impl BrokerQueue {
     /// Publishes on `broker`; `routes` gives a task's default queue.
-    pub fn new(broker: Broker, routes: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>, origin: String) -> BrokerQueue {
-        BrokerQueue { broker, routes, origin }
+    pub fn new(broker: Broker, routes: Routes, origin: String) -> BrokerQueue {
+        BrokerQueue {
+            broker,
+            routes,
+            origin,
+        }
     }
 }
 
@@ -114,7 +139,12 @@ impl QueueBackend for BrokerQueue {
         (self.routes)(task).unwrap_or_else(|| "celery".to_string())
     }
 
-    async fn publish(&self, parent: &TaskMeta, queue: &str, task: &FollowUp) -> Result<String, PublishError> {
+    async fn publish(
+        &self,
+        parent: &TaskMeta,
+        queue: &str,
+        task: &FollowUp,
+    ) -> Result<String, PublishError> {
         let mut new = NewTask::new(task.task.clone(), queue.to_string());
         new.args = task.args.as_array().cloned().unwrap_or_default();
         new.kwargs = task.kwargs.as_object().cloned().unwrap_or_default();
@@ -124,12 +154,24 @@ impl QueueBackend for BrokerQueue {
         new.origin = self.origin.clone();
         let due = task.countdown.filter(|d| !d.is_zero());
         if let Some(countdown) = due {
-            new.eta = jiff::Timestamp::now().checked_add(jiff::SignedDuration::try_from(countdown).unwrap_or(jiff::SignedDuration::ZERO)).ok();
+            new.eta = jiff::Timestamp::now()
+                .checked_add(
+                    jiff::SignedDuration::try_from(countdown).unwrap_or(jiff::SignedDuration::ZERO),
+                )
+                .ok();
         }
         let id = new.id.clone();
         let (list_key, envelope) = message::encode(&new);
         let result = match due {
-            Some(countdown) => self.broker.publish_delayed(&list_key, &envelope, now_ms() + countdown.as_millis() as u64).await,
+            Some(countdown) => {
+                self.broker
+                    .publish_delayed(
+                        &list_key,
+                        &envelope,
+                        now_ms() + countdown.as_millis() as u64,
+                    )
+                    .await
+            }
             None => self.broker.publish(&list_key, &envelope).await,
         };
         result.map_err(|e| PublishError::Unavailable(format!("{e:#}")))?;
@@ -176,6 +218,3 @@ impl MailBackend for UnconfiguredMail {
         ))
     }
 }
-
-/// How long to wait for Redis before giving up on a capability call.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);

@@ -35,7 +35,11 @@ pub(crate) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
         // A producer that left out delivery_info: retries go back where the message came from.
         msg.routing_key = queue.clone();
     }
-    let plugin = shared.registry.lookup(&msg.task).map(|p| p.name.clone()).unwrap_or_default();
+    let plugin = shared
+        .registry
+        .lookup(&msg.task)
+        .map(|p| p.name.clone())
+        .unwrap_or_default();
     let meta = TaskMeta {
         id: msg.id.clone(),
         name: msg.task.clone(),
@@ -45,7 +49,9 @@ pub(crate) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
         root_id: msg.root_id.clone(),
     };
     let span = telemetry::task_span(&meta, &shared.name);
-    run_message(shared, delivery, msg, meta).instrument(span).await;
+    run_message(shared, delivery, msg, meta)
+        .instrument(span)
+        .await;
 }
 
 async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, meta: TaskMeta) {
@@ -69,7 +75,10 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
         let due = u64::try_from(eta.as_millisecond()).unwrap_or(0);
         let finish = Finish {
             require_owned: true,
-            delayed: Some((due, delayed_member(&delivery.list_key, &String::from_utf8_lossy(&delivery.raw)))),
+            delayed: Some((
+                due,
+                delayed_member(&delivery.list_key, &String::from_utf8_lossy(&delivery.raw)),
+            )),
             ..Finish::default()
         };
         tracing::debug!(eta = %message::format_timestamp(eta), "task is not due yet; parked in the delayed set");
@@ -85,9 +94,22 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
         let results = if ignore_result {
             Vec::new()
         } else {
-            vec![(results::key(&msg.id), results::revoked(&msg.id, "expired", &lineage))]
+            vec![(
+                results::key(&msg.id),
+                results::revoked(&msg.id, "expired", &lineage),
+            )]
         };
-        commit(&shared, &delivery.tag, Finish { require_owned: true, results, result_ttl, ..Finish::default() }).await;
+        commit(
+            &shared,
+            &delivery.tag,
+            Finish {
+                require_owned: true,
+                results,
+                result_ttl,
+                ..Finish::default()
+            },
+        )
+        .await;
         return;
     }
 
@@ -101,9 +123,23 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
         let failure = Failure::new("NotRegistered", format!("'{}'", msg.task));
         let finish = Finish {
             require_owned: true,
-            results: if msg.id.is_empty() { Vec::new() } else { vec![(results::key(&msg.id), results::failure(&msg.id, &failure, None, &lineage, None))] },
+            results: if msg.id.is_empty() {
+                Vec::new()
+            } else {
+                vec![(
+                    results::key(&msg.id),
+                    results::failure(&msg.id, &failure, None, &lineage, None),
+                )]
+            },
             result_ttl,
-            dead_letter: Some(dead_letter_entry(&shared, &delivery, &meta.queue, Some(&msg), "NotRegistered", &reason)),
+            dead_letter: Some(dead_letter_entry(
+                &shared,
+                &delivery,
+                &meta.queue,
+                Some(&msg),
+                "NotRegistered",
+                &reason,
+            )),
             ..Finish::default()
         };
         commit(&shared, &delivery.tag, finish).await;
@@ -123,7 +159,17 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
     }
 
     let acks_late = task_config.and_then(|t| t.acks_late).unwrap_or(true);
-    if !acks_late && !commit(&shared, &delivery.tag, Finish { require_owned: true, ..Finish::default() }).await {
+    if !acks_late
+        && !commit(
+            &shared,
+            &delivery.tag,
+            Finish {
+                require_owned: true,
+                ..Finish::default()
+            },
+        )
+        .await
+    {
         return;
     }
     if config.results.track_started && !ignore_result {
@@ -134,13 +180,16 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
     }
 
     let cancel = CancelToken::default();
-    shared.track(&delivery.tag, InFlight {
-        task_id: msg.id.clone(),
-        task: msg.task.clone(),
-        queue: meta.queue.clone(),
-        started: Instant::now(),
-        cancel: cancel.clone(),
-    });
+    shared.track(
+        &delivery.tag,
+        InFlight {
+            task_id: msg.id.clone(),
+            task: msg.task.clone(),
+            queue: meta.queue.clone(),
+            started: Instant::now(),
+            cancel: cancel.clone(),
+        },
+    );
     let invocation = Invocation {
         meta: Arc::new(meta.clone()),
         args: Value::Array(msg.args.clone()).to_string(),
@@ -164,7 +213,8 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
         attempt: meta.attempt,
     };
     let origin = shared.origin.clone();
-    let routes = |task: &str| registry::default_queue(config, task).unwrap_or_else(|| meta.queue.clone());
+    let routes =
+        |task: &str| registry::default_queue(config, task).unwrap_or_else(|| meta.queue.clone());
 
     let outcome = report.outcome.and_then(|bytes| {
         serde_json::from_slice::<Value>(&bytes).map_err(|e| SandboxError::Trap {
@@ -183,22 +233,55 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
                 children.push(next.id.clone());
                 pushes.push(message::encode(&next));
             }
-            let lineage = Lineage { children, ..lineage };
+            let lineage = Lineage {
+                children,
+                ..lineage
+            };
             let results = if ignore_result {
                 Vec::new()
             } else {
-                vec![(results::key(&msg.id), results::success(&msg.id, result, &lineage, Some(&info)))]
+                vec![(
+                    results::key(&msg.id),
+                    results::success(&msg.id, result, &lineage, Some(&info)),
+                )]
             };
-            shared.stats.succeeded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::info!(duration_ms = info.duration_ms, fuel_used = info.fuel_used, peak_memory = info.peak_memory, "task succeeded");
-            commit(&shared, &delivery.tag, Finish { require_owned: acks_late, pushes, results, result_ttl, ..Finish::default() }).await;
+            shared
+                .stats
+                .succeeded
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(
+                duration_ms = info.duration_ms,
+                fuel_used = info.fuel_used,
+                peak_memory = info.peak_memory,
+                "task succeeded"
+            );
+            commit(
+                &shared,
+                &delivery.tag,
+                Finish {
+                    require_owned: acks_late,
+                    pushes,
+                    results,
+                    result_ttl,
+                    ..Finish::default()
+                },
+            )
+            .await;
         }
-        Err(SandboxError::Terminated { reason }) if reason == REASON_SHUTDOWN || reason == REASON_FENCED => {
+        Err(SandboxError::Terminated { reason })
+            if reason == REASON_SHUTDOWN || reason == REASON_FENCED =>
+        {
             if acks_late && reason == REASON_SHUTDOWN {
                 // Not finished: put it back so it runs again elsewhere.
-                match shared.broker.restore(std::slice::from_ref(&delivery.tag)).await {
+                match shared
+                    .broker
+                    .restore(std::slice::from_ref(&delivery.tag))
+                    .await
+                {
                     Ok(_) => tracing::info!("task stopped by shutdown; returned to its queue"),
-                    Err(err) => tracing::error!(error = %format_args!("{err:#}"), "task stopped by shutdown and could not be returned now; it stays owned and is restored when this worker is reaped"),
+                    Err(err) => {
+                        tracing::error!(error = %format_args!("{err:#}"), "task stopped by shutdown and could not be returned now; it stays owned and is restored when this worker is reaped")
+                    }
                 }
             } else {
                 tracing::warn!(%reason, "task stopped");
@@ -206,26 +289,44 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
         }
         Err(err) => {
             info.error_kind = Some(err.kind().to_string());
-            let policy = task_config.and_then(|t| t.retry.clone()).unwrap_or_default();
+            let policy = task_config
+                .and_then(|t| t.retry.clone())
+                .unwrap_or_default();
             match retry::decide(&err, msg.retries, &policy, rand::random::<f64>()) {
                 Decision::Retry { after, reason } => {
                     let eta = jiff::Timestamp::now()
-                        .checked_add(jiff::SignedDuration::try_from(after).unwrap_or(jiff::SignedDuration::ZERO))
+                        .checked_add(
+                            jiff::SignedDuration::try_from(after)
+                                .unwrap_or(jiff::SignedDuration::ZERO),
+                        )
                         .unwrap_or_else(|_| jiff::Timestamp::now());
                     let retry_msg = message::retry_of(&msg, eta, &origin);
                     let (list_key, envelope) = message::encode(&retry_msg);
                     let results = if ignore_result {
                         Vec::new()
                     } else {
-                        vec![(results::key(&msg.id), results::retry(&msg.id, &reason, &lineage, Some(&info)))]
+                        vec![(
+                            results::key(&msg.id),
+                            results::retry(&msg.id, &reason, &lineage, Some(&info)),
+                        )]
                     };
-                    shared.stats.retried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::warn!(error.kind = err.kind(), retry_in_ms = after.as_millis() as u64, "task failed; retry scheduled: {err}");
+                    shared
+                        .stats
+                        .retried
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(
+                        error.kind = err.kind(),
+                        retry_in_ms = after.as_millis() as u64,
+                        "task failed; retry scheduled: {err}"
+                    );
                     let finish = Finish {
                         require_owned: acks_late,
                         results,
                         result_ttl,
-                        delayed: Some((now_ms() + after.as_millis() as u64, delayed_member(&list_key, &envelope))),
+                        delayed: Some((
+                            now_ms() + after.as_millis() as u64,
+                            delayed_member(&list_key, &envelope),
+                        )),
                         ..Finish::default()
                     };
                     commit(&shared, &delivery.tag, finish).await;
@@ -236,27 +337,51 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
                         failure = Failure::new("Terminated", err.to_string());
                     }
                     let traceback = match &err {
-                        SandboxError::Trap { backtrace, .. } if !backtrace.is_empty() => Some(backtrace.clone()),
+                        SandboxError::Trap { backtrace, .. } if !backtrace.is_empty() => {
+                            Some(backtrace.clone())
+                        }
                         _ => None,
                     };
                     let mut results = Vec::new();
                     if !ignore_result {
-                        results.push((results::key(&msg.id), results::failure(&msg.id, &failure, traceback, &lineage, Some(&info))));
+                        results.push((
+                            results::key(&msg.id),
+                            results::failure(&msg.id, &failure, traceback, &lineage, Some(&info)),
+                        ));
                         // As Celery does, the rest of a failed chain fails with the same error.
                         for step in msg.embed.chain.iter().flatten() {
                             if let Some(id) = step.options.get("task_id").and_then(Value::as_str) {
-                                let step_lineage = Lineage { parent_id: Some(msg.id.clone()), ..Lineage::default() };
-                                results.push((results::key(id), results::failure(id, &failure, None, &step_lineage, None)));
+                                let step_lineage = Lineage {
+                                    parent_id: Some(msg.id.clone()),
+                                    ..Lineage::default()
+                                };
+                                results.push((
+                                    results::key(id),
+                                    results::failure(id, &failure, None, &step_lineage, None),
+                                ));
                             }
                         }
                     }
-                    shared.stats.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::warn!(error.kind = err.kind(), "task failed for good; dead-lettered: {err}");
+                    shared
+                        .stats
+                        .failed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(
+                        error.kind = err.kind(),
+                        "task failed for good; dead-lettered: {err}"
+                    );
                     let finish = Finish {
                         require_owned: acks_late,
                         results,
                         result_ttl,
-                        dead_letter: Some(dead_letter_entry(&shared, &delivery, &meta.queue, Some(&msg), err.kind(), &err.to_string())),
+                        dead_letter: Some(dead_letter_entry(
+                            &shared,
+                            &delivery,
+                            &meta.queue,
+                            Some(&msg),
+                            err.kind(),
+                            &err.to_string(),
+                        )),
                         ..Finish::default()
                     };
                     commit(&shared, &delivery.tag, finish).await;
@@ -268,13 +393,21 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
 
 /// A message we cannot run goes to the dead-letter list with its reason and raw bytes, and
 /// FAILURE is stored when its task id could be read.
-async fn dead_letter_undecodable(shared: &Shared, delivery: &Delivery, queue: &str, err: DecodeError) {
+async fn dead_letter_undecodable(
+    shared: &Shared,
+    delivery: &Delivery,
+    queue: &str,
+    err: DecodeError,
+) {
     tracing::warn!(queue, kind = ?err.kind, task.id = err.task_id.as_deref().unwrap_or(""), "undecodable message dead-lettered: {err}");
     let kind = format!("{:?}", err.kind);
     let mut results = Vec::new();
     if let Some(id) = err.task_id.as_deref().filter(|id| !id.is_empty()) {
         let failure = Failure::new(kind.clone(), err.reason.clone());
-        results.push((results::key(id), results::failure(id, &failure, None, &Lineage::default(), None)));
+        results.push((
+            results::key(id),
+            results::failure(id, &failure, None, &Lineage::default(), None),
+        ));
     }
     let mut entry = dead_letter_value(shared, delivery, queue, &kind, &err.reason);
     entry["task_id"] = err.task_id.clone().into();
@@ -286,11 +419,20 @@ async fn dead_letter_undecodable(shared: &Shared, delivery: &Delivery, queue: &s
         dead_letter: Some(entry.to_string()),
         ..Finish::default()
     };
-    shared.stats.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .stats
+        .failed
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     commit(shared, &delivery.tag, finish).await;
 }
 
-fn dead_letter_value(shared: &Shared, delivery: &Delivery, queue: &str, kind: &str, reason: &str) -> Value {
+fn dead_letter_value(
+    shared: &Shared,
+    delivery: &Delivery,
+    queue: &str,
+    kind: &str,
+    reason: &str,
+) -> Value {
     json!({
         "reason": reason,
         "kind": kind,
@@ -302,7 +444,14 @@ fn dead_letter_value(shared: &Shared, delivery: &Delivery, queue: &str, kind: &s
     })
 }
 
-fn dead_letter_entry(shared: &Shared, delivery: &Delivery, queue: &str, msg: Option<&TaskMessage>, kind: &str, reason: &str) -> String {
+fn dead_letter_entry(
+    shared: &Shared,
+    delivery: &Delivery,
+    queue: &str,
+    msg: Option<&TaskMessage>,
+    kind: &str,
+    reason: &str,
+) -> String {
     let mut entry = dead_letter_value(shared, delivery, queue, kind, reason);
     if let Some(msg) = msg {
         entry["task_id"] = msg.id.clone().into();
@@ -321,7 +470,9 @@ pub(crate) async fn commit(shared: &Shared, tag: &str, finish: Finish) -> bool {
         match shared.broker.finish(tag, &finish).await {
             Ok(true) => return true,
             Ok(false) => {
-                tracing::warn!("this worker no longer owns the message (it was redelivered after a lost heartbeat); its outcome here is discarded");
+                tracing::warn!(
+                    "this worker no longer owns the message (it was redelivered after a lost heartbeat); its outcome here is discarded"
+                );
                 return false;
             }
             Err(err) => {

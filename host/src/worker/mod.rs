@@ -83,7 +83,9 @@ pub struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -103,7 +105,10 @@ impl Shared {
 
     /// Tasks running now, by delivery tag.
     pub fn in_flight(&self) -> Vec<(String, InFlight)> {
-        self.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     fn running_per_queue(&self) -> HashMap<String, usize> {
@@ -124,7 +129,9 @@ impl Shared {
 
 /// The default worker name: `taskbox@<hostname>`.
 pub fn default_name() -> String {
-    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into());
+    let host = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".into());
     format!("taskbox@{host}")
 }
 
@@ -142,12 +149,21 @@ impl Worker {
     pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Worker> {
         let config = Arc::new(config);
         let name = config.worker.name.clone().unwrap_or_else(default_name);
-        let worker_id = format!("{name}:{}:{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let worker_id = format!(
+            "{name}:{}:{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let broker_url = config.broker_url();
         let sentinel_master = config.broker.sentinel_master.clone();
-        let broker = Broker::connect(&broker_url, sentinel_master.as_deref(), &worker_id, &config.worker.dead_letter_key)
-            .await
-            .context("failed to connect to the broker")?;
+        let broker = Broker::connect(
+            &broker_url,
+            sentinel_master.as_deref(),
+            &worker_id,
+            &config.worker.dead_letter_key,
+        )
+        .await
+        .context("failed to connect to the broker")?;
         let results_url = config.results_url();
         let results_conn = if results_url == broker_url {
             broker.connection()
@@ -155,32 +171,54 @@ impl Worker {
             let client = broker::client_for(&results_url, sentinel_master.as_deref()).await?;
             redis::aio::ConnectionManager::new(client)
                 .await
-                .with_context(|| format!("failed to connect to the result backend at {}", crate::config::redact_url(&results_url)))?
+                .with_context(|| {
+                    format!(
+                        "failed to connect to the result backend at {}",
+                        crate::config::redact_url(&results_url)
+                    )
+                })?
         };
         let ttl = (!config.results.expires.is_zero()).then_some(config.results.expires);
         let results = ResultStore::new(results_conn, ttl);
 
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let concurrency = config.worker.concurrency.unwrap_or(cpus).max(1);
-        let (max_slots, min_slots) = config.worker.autoscale.unwrap_or((concurrency, concurrency));
+        let (max_slots, min_slots) = config
+            .worker
+            .autoscale
+            .unwrap_or((concurrency, concurrency));
         let runtime = Arc::new(Runtime::new(RuntimeSettings {
             engine: EngineSettings {
                 max_live_stores: max_slots + 4,
                 ..EngineSettings::default()
             },
-            cache_dir: config.worker.cache_dir.clone().or_else(crate::cli::default_cache_dir),
+            cache_dir: config
+                .worker
+                .cache_dir
+                .clone()
+                .or_else(crate::cli::default_cache_dir),
         })?);
         let registry = Arc::new(Registry::load(&runtime, &config).await?);
 
         let mail: Arc<dyn MailBackend> = match config.mail.kind.as_deref() {
             Some("outbox") => {
-                let dir = config.mail.outbox_dir.clone().context("MAIL_TYPE=outbox needs MAIL_OUTBOX_DIR")?;
+                let dir = config
+                    .mail
+                    .outbox_dir
+                    .clone()
+                    .context("MAIL_TYPE=outbox needs MAIL_OUTBOX_DIR")?;
                 Arc::new(OutboxMail::new(dir, config.mail.default_from.clone())?)
             }
-            Some(other) => anyhow::bail!("MAIL_TYPE={other} is not supported by this worker yet; use MAIL_TYPE=outbox with MAIL_OUTBOX_DIR"),
+            Some(other) => anyhow::bail!(
+                "MAIL_TYPE={other} is not supported by this worker yet; use MAIL_TYPE=outbox with MAIL_OUTBOX_DIR"
+            ),
             None => Arc::new(backends::UnconfiguredMail),
         };
-        let origin = format!("{}@{}", std::process::id(), name.trim_start_matches("taskbox@"));
+        let origin = format!(
+            "{}@{}",
+            std::process::id(),
+            name.trim_start_matches("taskbox@")
+        );
         let routes_config = config.clone();
         let backends = Backends {
             kv: Arc::new(backends::RedisKv::new(broker.connection())),
@@ -196,7 +234,11 @@ impl Worker {
         let queues = config.worker.queues.clone();
         broker.declare(&queues).await?;
         broker.register().await?;
-        let notifier = QueueNotifier::start(broker::client_for(&broker_url, sentinel_master.as_deref()).await?, queues.clone(), shutdown.token());
+        let notifier = QueueNotifier::start(
+            broker::client_for(&broker_url, sentinel_master.as_deref()).await?,
+            queues.clone(),
+            shutdown.token(),
+        );
         let slots = Arc::new(Semaphore::new(min_slots as usize));
         let scaler = Arc::new(autoscale::Scaler::new(slots.clone(), min_slots, max_slots));
         tracing::info!(
@@ -221,7 +263,13 @@ impl Worker {
             stats: Stats::default(),
             in_flight: Mutex::new(HashMap::new()),
         });
-        Ok(Worker { shared, slots, scaler, notifier, queues })
+        Ok(Worker {
+            shared,
+            slots,
+            scaler,
+            notifier,
+            queues,
+        })
     }
 
     /// State shared with the executors (for inspection and tests).
@@ -232,7 +280,12 @@ impl Worker {
     /// Runs until shutdown: the fetch loop in the foreground, maintenance in the background,
     /// then the drain.
     pub async fn run(self) -> anyhow::Result<()> {
-        let maintenance = tokio::spawn(maintain(self.shared.clone(), self.scaler.clone(), self.queues.clone(), self.notifier.clone()));
+        let maintenance = tokio::spawn(maintain(
+            self.shared.clone(),
+            self.scaler.clone(),
+            self.queues.clone(),
+            self.notifier.clone(),
+        ));
         let mut tasks = tokio::task::JoinSet::new();
         let mut rotation = 0usize;
         let mut broker_down_since: Option<Instant> = None;
@@ -257,7 +310,10 @@ impl Worker {
             let deliveries = match self.shared.broker.fetch(&keys, permits.len()).await {
                 Ok(d) => {
                     if let Some(since) = broker_down_since.take() {
-                        tracing::info!(down_ms = since.elapsed().as_millis() as u64, "broker reachable again");
+                        tracing::info!(
+                            down_ms = since.elapsed().as_millis() as u64,
+                            "broker reachable again"
+                        );
                     }
                     d
                 }
@@ -302,7 +358,11 @@ impl Worker {
         let grace = self.shared.config.worker.shutdown_grace;
         let running = self.shared.in_flight().len();
         if running > 0 {
-            tracing::info!(running, grace_s = grace.as_secs(), "waiting for running tasks to finish");
+            tracing::info!(
+                running,
+                grace_s = grace.as_secs(),
+                "waiting for running tasks to finish"
+            );
         }
         let deadline = tokio::time::sleep(grace);
         tokio::pin!(deadline);
@@ -325,10 +385,14 @@ impl Worker {
         match self.shared.broker.restore(&[]).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(restored = n, "returned unfinished messages to their queues"),
-            Err(err) => tracing::error!(error = %format_args!("{err:#}"), "could not return unfinished messages; peers will restore them once this worker's heartbeat lapses"),
+            Err(err) => {
+                tracing::error!(error = %format_args!("{err:#}"), "could not return unfinished messages; peers will restore them once this worker's heartbeat lapses")
+            }
         }
         let mut conn = self.shared.broker.connection();
-        let _: Result<(), _> = redis::AsyncCommands::zrem(&mut conn, broker::WORKERS, self.shared.broker.worker_id()).await;
+        let _: Result<(), _> =
+            redis::AsyncCommands::zrem(&mut conn, broker::WORKERS, self.shared.broker.worker_id())
+                .await;
         tracing::info!(
             succeeded = self.shared.stats.succeeded.load(Ordering::Relaxed),
             failed = self.shared.stats.failed.load(Ordering::Relaxed),
@@ -344,11 +408,19 @@ fn fetch_keys(shared: &Shared, queues: &[String], rotation: usize, slots: u32) -
     let running = shared.running_per_queue();
     let shares = &shared.config.worker.queue_shares;
     let allowed = |q: &String| match shares.get(q) {
-        Some(share) => (running.get(q).copied().unwrap_or(0) as f64) < (share * slots as f64).max(1.0),
+        Some(share) => {
+            (running.get(q).copied().unwrap_or(0) as f64) < (share * slots as f64).max(1.0)
+        }
         None => true,
     };
-    let high: Vec<&String> = queues.iter().filter(|q| q.starts_with("priority_")).collect();
-    let low: Vec<&String> = queues.iter().filter(|q| q.as_str() == "retention").collect();
+    let high: Vec<&String> = queues
+        .iter()
+        .filter(|q| q.starts_with("priority_"))
+        .collect();
+    let low: Vec<&String> = queues
+        .iter()
+        .filter(|q| q.as_str() == "retention")
+        .collect();
     let mut normal: Vec<&String> = queues
         .iter()
         .filter(|q| !q.starts_with("priority_") && q.as_str() != "retention")
@@ -361,12 +433,21 @@ fn fetch_keys(shared: &Shared, queues: &[String], rotation: usize, slots: u32) -
         .chain(normal)
         .chain(low)
         .filter(|q| allowed(q))
-        .flat_map(|q| message::PRIORITY_STEPS.iter().map(move |p| message::queue_key(q, *p)))
+        .flat_map(|q| {
+            message::PRIORITY_STEPS
+                .iter()
+                .map(move |p| message::queue_key(q, *p))
+        })
         .collect()
 }
 
 /// Heartbeat and lease renewal, reaping dead peers, promoting due delayed messages, autoscaling.
-async fn maintain(shared: Arc<Shared>, scaler: Arc<autoscale::Scaler>, queues: Vec<String>, notifier: QueueNotifier) {
+async fn maintain(
+    shared: Arc<Shared>,
+    scaler: Arc<autoscale::Scaler>,
+    queues: Vec<String>,
+    notifier: QueueNotifier,
+) {
     let cfg = &shared.config.worker;
     let mut heartbeat = tokio::time::interval(cfg.heartbeat_interval);
     let mut promote = tokio::time::interval(cfg.delayed_poll);

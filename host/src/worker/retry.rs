@@ -79,7 +79,12 @@ mod tests {
             decide(&err, 1, &policy(&["OutOfFuel"]), 0.5),
             Decision::Retry { after, .. } if after == Duration::from_secs(2)
         ));
-        let reject = SandboxError::Guest(TaskError::Reject { message: "bad".into() });
-        assert_eq!(decide(&reject, 0, &policy(&["Fail"]), 0.5), Decision::GiveUp);
+        let reject = SandboxError::Guest(TaskError::Reject {
+            message: "bad".into(),
+        });
+        assert_eq!(
+            decide(&reject, 0, &policy(&["Fail"]), 0.5),
+            Decision::GiveUp
+        );
     }
 }

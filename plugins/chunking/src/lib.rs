@@ -50,7 +50,8 @@ fn split(
     overlap: Option<u64>,
     rules: Option<Value>,
 ) -> Result<Chunks, TaskError> {
-    let options = Options::resolve(&mode, separator, max_tokens, overlap, rules).map_err(TaskError::reject)?;
+    let options = Options::resolve(&mode, separator, max_tokens, overlap, rules)
+        .map_err(TaskError::reject)?;
     let (text, metadata) = match document {
         Document::Text(text) => (text, Value::Object(Default::default())),
         Document::Extracted { text, metadata } => (text, metadata),
@@ -84,7 +85,13 @@ mod tests {
 
     #[test]
     fn plain_text_splits_into_hashed_segments() {
-        let out = call(TASKBOX_TASKS, "chunking.split", json!(["First paragraph.\n\nSecond paragraph."]), json!({})).unwrap();
+        let out = call(
+            TASKBOX_TASKS,
+            "chunking.split",
+            json!(["First paragraph.\n\nSecond paragraph."]),
+            json!({}),
+        )
+        .unwrap();
         let chunks: Chunks = serde_json::from_value(out).unwrap();
         assert_eq!(chunks.mode, "automatic");
         assert!(!chunks.segments.is_empty());
@@ -93,15 +100,28 @@ mod tests {
 
     #[test]
     fn extract_output_metadata_is_carried_through() {
-        let doc = json!({"text": "Some text here.", "metadata": {"title": "T", "type": "markdown"}});
-        let out = call(TASKBOX_TASKS, "chunking.split", json!([doc]), json!({"mode": "custom", "separator": "\\n", "max_tokens": 100})).unwrap();
+        let doc =
+            json!({"text": "Some text here.", "metadata": {"title": "T", "type": "markdown"}});
+        let out = call(
+            TASKBOX_TASKS,
+            "chunking.split",
+            json!([doc]),
+            json!({"mode": "custom", "separator": "\\n", "max_tokens": 100}),
+        )
+        .unwrap();
         assert_eq!(out["document"]["title"], "T");
         assert_eq!(out["mode"], "custom");
     }
 
     #[test]
     fn bad_options_are_rejects_naming_the_parameter() {
-        let err = call(TASKBOX_TASKS, "chunking.split", json!(["x"]), json!({"max_tokens": 10})).unwrap_err();
+        let err = call(
+            TASKBOX_TASKS,
+            "chunking.split",
+            json!(["x"]),
+            json!({"max_tokens": 10}),
+        )
+        .unwrap_err();
         assert!(matches!(err, TaskError::Reject(m) if m.contains("max_tokens")));
         let err = call(TASKBOX_TASKS, "chunking.split", json!([42]), json!({})).unwrap_err();
         assert!(matches!(err, TaskError::Reject(m) if m.contains("document")));

@@ -176,7 +176,10 @@ fn expand_task(args: TaskArgs, mut func: ItemFn) -> syn::Result<TokenStream2> {
                 let expr = attr.parse_args::<Expr>()?;
                 // A string literal default fills a `String` parameter, as Python's `mode="x"`.
                 default = Some(match expr {
-                    Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(lit), .. }) => {
+                    Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Str(lit),
+                        ..
+                    }) => {
                         syn::parse_quote!(::std::convert::From::from(#lit))
                     }
                     other => other,
@@ -215,7 +218,9 @@ fn expand_task(args: TaskArgs, mut func: ItemFn) -> syn::Result<TokenStream2> {
         let span = pat_type.ty.span();
         let binding = match kind {
             ParamKind::Context { by_ref: true } => quote! { let #var = __ctx; },
-            ParamKind::Context { by_ref: false } => quote! { let #var = ::std::clone::Clone::clone(__ctx); },
+            ParamKind::Context { by_ref: false } => {
+                quote! { let #var = ::std::clone::Clone::clone(__ctx); }
+            }
             ParamKind::RestKwargs => quote_spanned! {span=>
                 let #var: #ty = __binder.rest_kwargs(#param_name)?;
             },

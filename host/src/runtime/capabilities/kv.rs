@@ -24,13 +24,27 @@ pub const MAX_BATCH: usize = 10_000;
 #[async_trait]
 pub trait KvBackend: Send + Sync {
     /// Values for `keys`, in order.
-    async fn get_many(&self, namespace: &str, keys: &[String]) -> anyhow::Result<Vec<Option<Vec<u8>>>>;
+    async fn get_many(
+        &self,
+        namespace: &str,
+        keys: &[String],
+    ) -> anyhow::Result<Vec<Option<Vec<u8>>>>;
     /// Writes every entry.
-    async fn set_many(&self, namespace: &str, entries: Vec<(String, Vec<u8>)>) -> anyhow::Result<()>;
+    async fn set_many(
+        &self,
+        namespace: &str,
+        entries: Vec<(String, Vec<u8>)>,
+    ) -> anyhow::Result<()>;
     /// Deletes keys; returns how many existed.
     async fn delete(&self, namespace: &str, keys: &[String]) -> anyhow::Result<u64>;
     /// One page of keys with `prefix`, and the cursor of the next page (0 at the end).
-    async fn scan(&self, namespace: &str, prefix: &str, cursor: u64, count: u32) -> anyhow::Result<(u64, Vec<String>)>;
+    async fn scan(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        cursor: u64,
+        count: u32,
+    ) -> anyhow::Result<(u64, Vec<String>)>;
 }
 
 /// Namespaced entries in memory; optionally mirrored to a JSON file after every change.
@@ -46,8 +60,10 @@ impl MemoryKv {
     pub fn open_file(path: &Path) -> anyhow::Result<MemoryKv> {
         let data = match std::fs::read(path) {
             Ok(bytes) => {
-                let stored: BTreeMap<String, BTreeMap<String, String>> = serde_json::from_slice(&bytes)
-                    .with_context(|| format!("kv file {} is not a taskbox kv file", path.display()))?;
+                let stored: BTreeMap<String, BTreeMap<String, String>> =
+                    serde_json::from_slice(&bytes).with_context(|| {
+                        format!("kv file {} is not a taskbox kv file", path.display())
+                    })?;
                 let mut data = BTreeMap::new();
                 for (ns, entries) in stored {
                     let mut decoded = BTreeMap::new();
@@ -63,7 +79,8 @@ impl MemoryKv {
             }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(err) => {
-                return Err(err).with_context(|| format!("failed to read kv file {}", path.display()));
+                return Err(err)
+                    .with_context(|| format!("failed to read kv file {}", path.display()));
             }
         };
         Ok(MemoryKv {
@@ -96,7 +113,11 @@ impl MemoryKv {
 
 #[async_trait]
 impl KvBackend for MemoryKv {
-    async fn get_many(&self, namespace: &str, keys: &[String]) -> anyhow::Result<Vec<Option<Vec<u8>>>> {
+    async fn get_many(
+        &self,
+        namespace: &str,
+        keys: &[String],
+    ) -> anyhow::Result<Vec<Option<Vec<u8>>>> {
         let data = self.lock();
         let ns = data.get(namespace);
         Ok(keys
@@ -105,9 +126,15 @@ impl KvBackend for MemoryKv {
             .collect())
     }
 
-    async fn set_many(&self, namespace: &str, entries: Vec<(String, Vec<u8>)>) -> anyhow::Result<()> {
+    async fn set_many(
+        &self,
+        namespace: &str,
+        entries: Vec<(String, Vec<u8>)>,
+    ) -> anyhow::Result<()> {
         let mut data = self.lock();
-        data.entry(namespace.to_string()).or_default().extend(entries);
+        data.entry(namespace.to_string())
+            .or_default()
+            .extend(entries);
         self.persist(&data)
     }
 
@@ -121,7 +148,13 @@ impl KvBackend for MemoryKv {
         Ok(removed)
     }
 
-    async fn scan(&self, namespace: &str, prefix: &str, cursor: u64, count: u32) -> anyhow::Result<(u64, Vec<String>)> {
+    async fn scan(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        cursor: u64,
+        count: u32,
+    ) -> anyhow::Result<(u64, Vec<String>)> {
         let data = self.lock();
         let Some(ns) = data.get(namespace) else {
             return Ok((0, Vec::new()));
@@ -146,14 +179,20 @@ impl KvBackend for MemoryKv {
 
 impl HostState {
     /// `Err` (returned to the guest) when kv is not granted or the batch is oversized.
-    fn kv_check(&mut self, keys: usize, key_bytes: impl Iterator<Item = usize>) -> Result<(), KvError> {
+    fn kv_check(
+        &mut self,
+        keys: usize,
+        key_bytes: impl Iterator<Item = usize>,
+    ) -> Result<(), KvError> {
         if !self.grants.allows(Capability::Kv) {
             let detail = "the plugin was not granted kv";
             self.record_denial("kv", detail);
             return Err(KvError::Denied(detail.into()));
         }
         if keys > MAX_BATCH {
-            return Err(KvError::TooLarge(format!("{keys} keys in one call; the limit is {MAX_BATCH}")));
+            return Err(KvError::TooLarge(format!(
+                "{keys} keys in one call; the limit is {MAX_BATCH}"
+            )));
         }
         for len in key_bytes {
             if len > MAX_KEY || len == 0 {
@@ -189,19 +228,30 @@ impl Host for HostState {
             .map_err(unavailable))
     }
 
-    async fn get_many(&mut self, keys: Vec<String>) -> wasmtime::Result<Result<Vec<Option<Vec<u8>>>, KvError>> {
+    async fn get_many(
+        &mut self,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<Option<Vec<u8>>>, KvError>> {
         if let Err(e) = self.kv_check(keys.len(), keys.iter().map(String::len)) {
             return Ok(Err(e));
         }
         let ns = self.kv_namespace();
-        Ok(self.backends.kv.get_many(&ns, &keys).await.map_err(unavailable))
+        Ok(self
+            .backends
+            .kv
+            .get_many(&ns, &keys)
+            .await
+            .map_err(unavailable))
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), KvError>> {
         self.set_many(vec![(key, value)]).await
     }
 
-    async fn set_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> wasmtime::Result<Result<(), KvError>> {
+    async fn set_many(
+        &mut self,
+        entries: Vec<(String, Vec<u8>)>,
+    ) -> wasmtime::Result<Result<(), KvError>> {
         if let Err(e) = self.kv_check(entries.len(), entries.iter().map(|(k, _)| k.len())) {
             return Ok(Err(e));
         }
@@ -213,7 +263,12 @@ impl Host for HostState {
             ))));
         }
         let ns = self.kv_namespace();
-        Ok(self.backends.kv.set_many(&ns, entries).await.map_err(unavailable))
+        Ok(self
+            .backends
+            .kv
+            .set_many(&ns, entries)
+            .await
+            .map_err(unavailable))
     }
 
     async fn delete(&mut self, keys: Vec<String>) -> wasmtime::Result<Result<u64, KvError>> {
@@ -221,7 +276,12 @@ impl Host for HostState {
             return Ok(Err(e));
         }
         let ns = self.kv_namespace();
-        Ok(self.backends.kv.delete(&ns, &keys).await.map_err(unavailable))
+        Ok(self
+            .backends
+            .kv
+            .delete(&ns, &keys)
+            .await
+            .map_err(unavailable))
     }
 
     async fn scan(
@@ -252,11 +312,21 @@ mod tests {
     #[tokio::test]
     async fn memory_kv_keeps_namespaces_apart_and_pages_scans() {
         let kv = MemoryKv::default();
-        let entries = (0..25).map(|i| (format!("doc/{i:02}"), vec![i as u8])).collect();
+        let entries = (0..25)
+            .map(|i| (format!("doc/{i:02}"), vec![i as u8]))
+            .collect();
         kv.set_many("a", entries).await.unwrap();
-        kv.set_many("b", vec![("doc/00".into(), vec![9])]).await.unwrap();
-        assert_eq!(kv.get_many("b", &["doc/00".into()]).await.unwrap(), vec![Some(vec![9])]);
-        assert_eq!(kv.get_many("c", &["doc/00".into()]).await.unwrap(), vec![None]);
+        kv.set_many("b", vec![("doc/00".into(), vec![9])])
+            .await
+            .unwrap();
+        assert_eq!(
+            kv.get_many("b", &["doc/00".into()]).await.unwrap(),
+            vec![Some(vec![9])]
+        );
+        assert_eq!(
+            kv.get_many("c", &["doc/00".into()]).await.unwrap(),
+            vec![None]
+        );
 
         let mut cursor = 0;
         let mut seen = Vec::new();
@@ -270,7 +340,12 @@ mod tests {
             cursor = next;
         }
         assert_eq!(seen.len(), 25);
-        assert_eq!(kv.delete("a", &["doc/00".into(), "nope".into()]).await.unwrap(), 1);
+        assert_eq!(
+            kv.delete("a", &["doc/00".into(), "nope".into()])
+                .await
+                .unwrap(),
+            1
+        );
     }
 
     #[tokio::test]
@@ -278,9 +353,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kv.json");
         let kv = MemoryKv::open_file(&path).unwrap();
-        kv.set_many("p", vec![("k".into(), b"v".to_vec())]).await.unwrap();
+        kv.set_many("p", vec![("k".into(), b"v".to_vec())])
+            .await
+            .unwrap();
         drop(kv);
         let kv = MemoryKv::open_file(&path).unwrap();
-        assert_eq!(kv.get_many("p", &["k".into()]).await.unwrap(), vec![Some(b"v".to_vec())]);
+        assert_eq!(
+            kv.get_many("p", &["k".into()]).await.unwrap(),
+            vec![Some(b"v".to_vec())]
+        );
     }
 }

@@ -47,11 +47,21 @@ impl Host for HostState {
         let plugin = self.task.plugin.as_str();
         let span = &self.span;
         match level {
-            Level::Trace => tracing::trace!(target: "taskbox::guest", parent: span, plugin, fields, "{message}"),
-            Level::Debug => tracing::debug!(target: "taskbox::guest", parent: span, plugin, fields, "{message}"),
-            Level::Info => tracing::info!(target: "taskbox::guest", parent: span, plugin, fields, "{message}"),
-            Level::Warn => tracing::warn!(target: "taskbox::guest", parent: span, plugin, fields, "{message}"),
-            Level::Error => tracing::error!(target: "taskbox::guest", parent: span, plugin, fields, "{message}"),
+            Level::Trace => {
+                tracing::trace!(target: "taskbox::guest", parent: span, plugin, fields, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "taskbox::guest", parent: span, plugin, fields, "{message}")
+            }
+            Level::Info => {
+                tracing::info!(target: "taskbox::guest", parent: span, plugin, fields, "{message}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "taskbox::guest", parent: span, plugin, fields, "{message}")
+            }
+            Level::Error => {
+                tracing::error!(target: "taskbox::guest", parent: span, plugin, fields, "{message}")
+            }
         }
         Ok(())
     }

@@ -166,7 +166,9 @@ impl MailBackend for OutboxMail {
 /// Checks one address: a single `local@domain` with no spaces, brackets or line breaks.
 pub fn check_address(field: &str, addr: &str) -> Result<(), String> {
     if addr.contains(['\r', '\n']) {
-        return Err(format!("{field} contains a line break (header injection refused)"));
+        return Err(format!(
+            "{field} contains a line break (header injection refused)"
+        ));
     }
     let ok = match addr.split_once('@') {
         Some((local, domain)) => {
@@ -175,14 +177,18 @@ pub fn check_address(field: &str, addr: &str) -> Result<(), String> {
                 && !domain.contains('@')
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
-                && !addr.contains(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | ',' | ';' | '"'))
+                && !addr.contains(|c: char| {
+                    c.is_whitespace() || matches!(c, '<' | '>' | ',' | ';' | '"')
+                })
         }
         None => false,
     };
     if ok {
         Ok(())
     } else {
-        Err(format!("{field} '{addr}' is not an e-mail address (expected user@example.com)"))
+        Err(format!(
+            "{field} '{addr}' is not an e-mail address (expected user@example.com)"
+        ))
     }
 }
 
@@ -215,7 +221,10 @@ pub fn validate(message: Message, default_from: Option<String>) -> Result<Outgoi
     if body > MAX_BODY {
         return Err(format!("body is {body} bytes; the limit is {MAX_BODY}"));
     }
-    let domain = from.rsplit_once('@').map_or("taskbox", |(_, d)| d).to_string();
+    let domain = from
+        .rsplit_once('@')
+        .map_or("taskbox", |(_, d)| d)
+        .to_string();
     Ok(OutgoingMail {
         message_id: format!("<{}@{domain}>", uuid::Uuid::new_v4()),
         from,
@@ -269,16 +278,32 @@ mod tests {
     #[test]
     fn header_injection_and_bad_addresses_are_refused() {
         let from = Some("app@example.com".to_string());
-        assert!(validate(message("a@example.com", "Hi\r\nBcc: evil@x.com"), from.clone())
+        assert!(
+            validate(
+                message("a@example.com", "Hi\r\nBcc: evil@x.com"),
+                from.clone()
+            )
             .unwrap_err()
-            .contains("line break"));
-        assert!(validate(message("a@example.com\nBcc: evil@x.com", "Hi"), from.clone())
+            .contains("line break")
+        );
+        assert!(
+            validate(
+                message("a@example.com\nBcc: evil@x.com", "Hi"),
+                from.clone()
+            )
             .unwrap_err()
-            .contains("line break"));
-        assert!(validate(message("not-an-address", "Hi"), from.clone())
-            .unwrap_err()
-            .contains("not an e-mail address"));
-        assert!(validate(message("a@example.com", "Hi"), None).unwrap_err().contains("no sender"));
+            .contains("line break")
+        );
+        assert!(
+            validate(message("not-an-address", "Hi"), from.clone())
+                .unwrap_err()
+                .contains("not an e-mail address")
+        );
+        assert!(
+            validate(message("a@example.com", "Hi"), None)
+                .unwrap_err()
+                .contains("no sender")
+        );
         let ok = validate(message("a@example.com", "Hi"), from).unwrap();
         assert!(ok.message_id.ends_with("@example.com>"));
     }
@@ -286,7 +311,8 @@ mod tests {
     #[tokio::test]
     async fn outbox_writes_a_parseable_multipart_eml() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = OutboxMail::new(dir.path().join("out"), Some("app@example.com".into())).unwrap();
+        let outbox =
+            OutboxMail::new(dir.path().join("out"), Some("app@example.com".into())).unwrap();
         let mail = validate(message("a@example.com", "Grüße"), outbox.default_from()).unwrap();
         outbox.deliver(&mail).await.unwrap();
         let files: Vec<_> = std::fs::read_dir(dir.path().join("out")).unwrap().collect();

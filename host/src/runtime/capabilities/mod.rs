@@ -96,10 +96,14 @@ impl DirGrant {
             ));
         };
         if host.is_empty() || guest.is_empty() {
-            return Err(format!("'{spec}': both the host and the guest path are needed"));
+            return Err(format!(
+                "'{spec}': both the host and the guest path are needed"
+            ));
         }
         if !guest.starts_with('/') {
-            return Err(format!("'{spec}': the guest path must be absolute, e.g. /data"));
+            return Err(format!(
+                "'{spec}': the guest path must be absolute, e.g. /data"
+            ));
         }
         Ok(DirGrant {
             host: PathBuf::from(host),
@@ -220,8 +224,16 @@ mod tests {
         assert_eq!(g.guest, "/data");
         assert!(g.read_only);
         assert!(!DirGrant::parse("/srv/out:/out").unwrap().read_only);
-        assert!(DirGrant::parse("nodelimiter").unwrap_err().contains("HOST:GUEST"));
-        assert!(DirGrant::parse("/x:relative").unwrap_err().contains("absolute"));
+        assert!(
+            DirGrant::parse("nodelimiter")
+                .unwrap_err()
+                .contains("HOST:GUEST")
+        );
+        assert!(
+            DirGrant::parse("/x:relative")
+                .unwrap_err()
+                .contains("absolute")
+        );
     }
 
     #[test]

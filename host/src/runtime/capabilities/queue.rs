@@ -44,7 +44,12 @@ pub trait QueueBackend: Send + Sync {
     /// The queue a task goes to when the request names none.
     fn route(&self, task: &str) -> String;
     /// Publishes `task` as a child of `parent` on `queue`; returns the new task id.
-    async fn publish(&self, parent: &TaskMeta, queue: &str, task: &FollowUp) -> Result<String, PublishError>;
+    async fn publish(
+        &self,
+        parent: &TaskMeta,
+        queue: &str,
+        task: &FollowUp,
+    ) -> Result<String, PublishError>;
 }
 
 /// Records follow-ups instead of publishing them (tests and `taskbox exec`, which have no broker).
@@ -60,7 +65,12 @@ impl QueueBackend for CaptureQueue {
         "default".to_string()
     }
 
-    async fn publish(&self, _parent: &TaskMeta, queue: &str, task: &FollowUp) -> Result<String, PublishError> {
+    async fn publish(
+        &self,
+        _parent: &TaskMeta,
+        queue: &str,
+        task: &FollowUp,
+    ) -> Result<String, PublishError> {
         let id = uuid::Uuid::new_v4().to_string();
         self.published
             .lock()
@@ -75,13 +85,13 @@ pub fn check(request: EnqueueRequest) -> Result<FollowUp, String> {
     if request.task.trim().is_empty() {
         return Err("task name is empty".into());
     }
-    let args: serde_json::Value = serde_json::from_str(&request.args)
-        .map_err(|e| format!("args is not JSON: {e}"))?;
+    let args: serde_json::Value =
+        serde_json::from_str(&request.args).map_err(|e| format!("args is not JSON: {e}"))?;
     if !args.is_array() {
         return Err("args must be a JSON array".into());
     }
-    let kwargs: serde_json::Value = serde_json::from_str(&request.kwargs)
-        .map_err(|e| format!("kwargs is not JSON: {e}"))?;
+    let kwargs: serde_json::Value =
+        serde_json::from_str(&request.kwargs).map_err(|e| format!("kwargs is not JSON: {e}"))?;
     if !kwargs.is_object() {
         return Err("kwargs must be a JSON object".into());
     }
@@ -101,7 +111,10 @@ pub fn check(request: EnqueueRequest) -> Result<FollowUp, String> {
 }
 
 impl Host for HostState {
-    async fn enqueue(&mut self, request: EnqueueRequest) -> wasmtime::Result<Result<String, QueueError>> {
+    async fn enqueue(
+        &mut self,
+        request: EnqueueRequest,
+    ) -> wasmtime::Result<Result<String, QueueError>> {
         let follow_up = match check(request) {
             Ok(f) => f,
             Err(reason) => return Ok(Err(QueueError::Invalid(reason))),
@@ -122,7 +135,12 @@ impl Host for HostState {
             ))));
         }
         self.usage.enqueued += 1;
-        match self.backends.queue.publish(&self.task, &queue, &follow_up).await {
+        match self
+            .backends
+            .queue
+            .publish(&self.task, &queue, &follow_up)
+            .await
+        {
             Ok(id) => Ok(Ok(id)),
             Err(PublishError::Unavailable(m)) => Ok(Err(QueueError::Unavailable(m))),
             Err(PublishError::Invalid(m)) => Ok(Err(QueueError::Invalid(m))),

@@ -49,7 +49,13 @@ fn run(case: String, #[default(0)] n: u64, arg: Option<String>) -> Result<Value,
         Case::alloc => {
             // Touch every page so the memory is really committed.
             let v = vec![1u8; n as usize];
-            Ok(json!(black_box(&v).iter().step_by(4096).map(|b| *b as u64).sum::<u64>()))
+            Ok(json!(
+                black_box(&v)
+                    .iter()
+                    .step_by(4096)
+                    .map(|b| *b as u64)
+                    .sum::<u64>()
+            ))
         }
         Case::alloc_small_steps => {
             let mut keep: Vec<Vec<u8>> = Vec::new();
@@ -92,7 +98,9 @@ fn run(case: String, #[default(0)] n: u64, arg: Option<String>) -> Result<Value,
             .map(|()| json!("written"))
             .map_err(|e| TaskError::fail(format!("write {arg}: {e}"))),
         Case::env => Ok(json!(std::env::var(&arg).ok())),
-        Case::kv_get => Ok(json!(kv::get(&arg)?.map(|v| String::from_utf8_lossy(&v).into_owned()))),
+        Case::kv_get => Ok(json!(
+            kv::get(&arg)?.map(|v| String::from_utf8_lossy(&v).into_owned())
+        )),
         Case::kv_set => {
             kv::set(&arg, b"value")?;
             Ok(json!("set"))
@@ -100,7 +108,10 @@ fn run(case: String, #[default(0)] n: u64, arg: Option<String>) -> Result<Value,
         Case::enqueue => {
             let mut ids = Vec::new();
             for i in 0..n.max(1) {
-                let req = queue::Enqueue::new("hostile.run").args(json!(["ok"])).queue(arg.clone()).priority((i % 10) as u8);
+                let req = queue::Enqueue::new("hostile.run")
+                    .args(json!(["ok"]))
+                    .queue(arg.clone())
+                    .priority((i % 10) as u8);
                 ids.push(queue::enqueue(&req)?);
             }
             Ok(json!(ids.len()))
@@ -123,7 +134,10 @@ fn run(case: String, #[default(0)] n: u64, arg: Option<String>) -> Result<Value,
         }
         Case::fail => Err(TaskError::fail(format!("failing on purpose: {arg}"))),
         Case::reject => Err(TaskError::reject(format!("rejecting on purpose: {arg}"))),
-        Case::retry => Err(TaskError::retry_after("retry on purpose", std::time::Duration::from_millis(n))),
+        Case::retry => Err(TaskError::retry_after(
+            "retry on purpose",
+            std::time::Duration::from_millis(n),
+        )),
     }
 }
 
