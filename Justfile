@@ -57,14 +57,16 @@ lint:
 fmt:
     cargo fmt --all
 
-# Run a tour of the sandbox: chunk the example documents and watch hostile tasks get contained.
+# Start a worker against Redis, chunk the example documents through it, contain hostile tasks.
 [group('demo')]
 demo: build
     ./examples/demo.sh target/release/taskbox
 
-# Measure sandbox overhead and guest CPU speed against native; writes BENCHMARKS.md.
+# Measure sandbox overhead, guest CPU speed against native, and the release worker end to end
+# against a real Celery worker on one Redis; writes BENCHMARKS.md.
 [group('bench')]
-bench: build-wasm
+bench: build venv
     cargo bench -p taskbox-tests --bench sandbox -- --out target/bench/sandbox.md
-    ./examples/assemble-benchmarks.sh "just bench" target/bench/sandbox.md > BENCHMARKS.md
+    cargo bench -p taskbox-tests --bench e2e -- --out target/bench/e2e.md
+    ./examples/assemble-benchmarks.sh "just bench" target/bench/sandbox.md target/bench/e2e.md > BENCHMARKS.md
     @echo "wrote BENCHMARKS.md"

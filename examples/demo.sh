@@ -1,46 +1,104 @@
 #!/usr/bin/env bash
-# A tour of the sandbox with the release binary: chunk the example documents with the built-in
-# `chunking` component, then run hostile tasks and show each one contained with its typed error.
+# The taskbox tour, with the release binary: start a worker against Redis (a private
+# redis-server when none answers on 127.0.0.1:6379), push the example documents through the
+# built-in chunking component as Celery-format tasks, then send hostile tasks and show each one
+# contained with its typed error while the worker keeps serving.
 # Usage: examples/demo.sh [path/to/taskbox]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-taskbox=${1:-target/release/taskbox}
-hostile=target/wasm32-wasip2/guest/taskbox_guest_hostile.wasm
-export LOG_LEVEL=${LOG_LEVEL:-warn}
+taskbox=$(realpath "${1:-target/release/taskbox}")
+hostile=$(realpath target/wasm32-wasip2/guest/taskbox_guest_hostile.wasm)
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
 
-echo "== Chunking the example documents inside the sandbox"
+if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    broker="redis://127.0.0.1:6379/15"   # db 15, so the demo does not touch your data
+    echo "== Using the Redis on 127.0.0.1:6379 (db 15)"
+else
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" --logfile "$work/redis.log" &
+    pids+=($!)
+    broker="redis://127.0.0.1:$port/0"
+    until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
+    echo "== Started a private redis-server on port $port"
+fi
+"$taskbox" purge -Q pipeline --broker "$broker" >/dev/null
+
+cat > "$work/taskbox.toml" <<TOML
+[worker]
+queues = ["pipeline"]
+shutdown_grace = "5s"
+
+[mail]
+kind = "outbox"
+outbox_dir = "$work/outbox"
+default_from = "demo@taskbox.localhost"
+
+[plugins.hostile]
+path = "$hostile"
+capabilities = ["log", "mail"]
+enforcement = "call"   # load it anyway; each ungranted call fails with CapabilityDenied
+
+[tasks."hostile.run"]
+queue = "pipeline"
+limits = { fuel = 200000000, memory = "64MiB", timeout = "2s" }
+TOML
+
+LOG_LEVEL=warn,taskbox::worker=info "$taskbox" worker --config "$work/taskbox.toml" --broker "$broker" -c 4 2>"$work/worker.log" &
+pids+=($!)
+until grep -q "worker ready" "$work/worker.log" 2>/dev/null || ! kill -0 "${pids[-1]}" 2>/dev/null; do
+    sleep 0.1
+done
+echo "== Worker running (4 slots), consuming 'pipeline'"
+echo
+
+echo "== Chunking the example documents through the worker"
 for doc in examples/documents/*.md; do
     args=$(python3 -c 'import json,sys; print(json.dumps([open(sys.argv[1], encoding="utf-8").read()]))' "$doc")
-    out=$("$taskbox" exec chunking --task chunking.split --args "$args")
+    out=$("$taskbox" send chunking.split --args "$args" --broker "$broker" --config "$work/taskbox.toml" --wait 30 2>/dev/null)
     python3 - "$doc" "$out" <<'PY'
 import json, sys
 doc, out = sys.argv[1], json.loads(sys.argv[2])
-segments = out["segments"] if isinstance(out, dict) else out
-print(f"{doc}: {len(segments)} segments")
-for s in segments[:3]:
-    if isinstance(s, dict):
-        print(f"  #{s['position']} {s['tokens']:>4} tokens sha256 {s['sha256'][:12]}  {s['content'][:60]!r}")
-    else:
-        print(f"  {s[:60]!r}")
+print(f"{doc}: {len(out['segments'])} segments, {out['total_tokens']} tokens")
+for s in out["segments"][:3]:
+    print(f"  #{s['position']} {s['tokens']:>4} tokens  sha256 {s['sha256'][:12]}  {s['content'][:56]!r}")
 PY
 done
-
 echo
-echo "== Hostile tasks: each fails with its own error; the next task runs normally"
-run() {
-    local label=$1
-    shift
+
+echo "== Hostile tasks through the same worker: each fails alone, with its kind"
+hostile_send() {
+    local label=$1 args=$2 out
     set +e
-    err=$("$taskbox" exec "$hostile" "$@" 2>&1 >/dev/null)
-    code=$?
+    out=$("$taskbox" send hostile.run --args "$args" --broker "$broker" --config "$work/taskbox.toml" --wait 30 2>"$work/send.err")
     set -e
-    printf '%-44s exit %-3s %s\n' "$label" "$code" "$(echo "$err" | head -n 1)"
+    if [ -n "$out" ]; then
+        printf '%-42s SUCCESS: %s\n' "$label" "$out"
+    else
+        printf '%-42s %s\n' "$label" "$(tail -n 1 "$work/send.err" | cut -d' ' -f2-)"
+    fi
 }
-run "infinite loop, fuel 1e8" --args '["spin"]' --fuel 100000000
-run "infinite loop, no fuel, 300ms deadline" --args '["spin"]' --fuel 0 --timeout 300ms
-run "allocate 1 GiB under a 64 MiB cap" --args '["alloc", 1073741824]' --memory 64MiB
-run "unbounded recursion" --args '["recurse"]'
-run "read /etc/passwd (no directory granted)" --args '["read_file", 0, "/etc/passwd"]'
-run "panic" --args '["panic"]'
-run "mail with a CR/LF header injection" --args '["mail", 1, "a@example.com\r\nBcc: x@example.com"]'
-printf '%-44s %s\n' "a normal task afterwards" "$("$taskbox" exec "$hostile" --args '["ok"]')"
+hostile_send "infinite loop (fuel 2e8)" '["spin"]'
+hostile_send "allocate 1 GiB under a 64 MiB cap" '["alloc", 1073741824]'
+hostile_send "unbounded recursion" '["recurse"]'
+hostile_send "read /etc/passwd (no directory granted)" '["read_file", 0, "/etc/passwd"]'
+hostile_send "panic" '["panic"]'
+hostile_send "mail with a CR/LF header injection" '["mail", 1, "a@example.com\r\nBcc: x@example.com"]'
+hostile_send "a proper mail (delivered to the outbox)" '["mail", 1, "ops@example.com"]'
+hostile_send "enqueue without the queue capability" '["enqueue", 1, "pipeline"]'
+printf '%-42s %s\n' "a normal task afterwards" "$("$taskbox" send hostile.run --args '["ok"]' --broker "$broker" --config "$work/taskbox.toml" --wait 30 2>/dev/null)"
+echo "outbox: $(ls "$work/outbox" 2>/dev/null | wc -l) message(s); subject of the last: $(grep -h '^Subject:' "$work"/outbox/*.eml 2>/dev/null | tail -n 1)"
+echo
+echo "== Dead-letter list (tasks that failed for good, with their reason):"
+"$taskbox" dlq list --broker "$broker" --limit 10 2>/dev/null | cut -c1-160
+"$taskbox" dlq purge --broker "$broker" >/dev/null
+echo
+echo "== Stopping the worker (SIGTERM: warm shutdown)"
+kill -TERM "${pids[-1]}"
+wait "${pids[-1]}" 2>/dev/null || true

@@ -167,7 +167,7 @@ fn print_meta(id: &str, meta: Option<&Value>, value_only: bool) -> ExitCode {
             if !value_only {
                 println!("{meta}");
             }
-            eprintln!("{id}: {status}: {kind}: {message}");
+            eprintln!("{id}: {status}: {kind}: {}", one_line(message));
             ExitCode::from(if status == "REVOKED" { 6 } else { 4 })
         }
         _ => {
@@ -193,6 +193,11 @@ pub async fn result(args: ResultArgs) -> anyhow::Result<ExitCode> {
         None => results.get(&args.id).await?,
     };
     Ok(print_meta(&args.id, meta.as_ref(), false))
+}
+
+/// A message on one line: a guest's stderr (a panic message) may span several.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn entry_id(entry: &Value) -> String {
@@ -231,7 +236,7 @@ pub async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
                     s("task"),
                     s("queue"),
                     s("kind"),
-                    s("reason")
+                    one_line(&s("reason"))
                 );
             }
             eprintln!("{} entries", parsed.len());

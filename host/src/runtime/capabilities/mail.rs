@@ -203,11 +203,8 @@ pub fn validate(message: Message, default_from: Option<String>) -> Result<Outgoi
     if message.to.len() + message.cc.len() > MAX_RECIPIENTS {
         return Err(format!("more than {MAX_RECIPIENTS} recipients"));
     }
-    let from = message
-        .from
-        .or(default_from)
-        .ok_or("no sender: give `from` or configure MAIL_DEFAULT_SEND_FROM")?;
-    check_address("from", &from)?;
+    // Addresses the guest chose are checked before anything the host fills in, so an
+    // injection attempt is reported as such whatever the configuration.
     for to in &message.to {
         check_address("to", to)?;
     }
@@ -217,6 +214,14 @@ pub fn validate(message: Message, default_from: Option<String>) -> Result<Outgoi
     if let Some(r) = &message.reply_to {
         check_address("reply-to", r)?;
     }
+    if let Some(f) = &message.from {
+        check_address("from", f)?;
+    }
+    let from = message
+        .from
+        .or(default_from)
+        .ok_or("no sender: give `from` or configure MAIL_DEFAULT_SEND_FROM")?;
+    check_address("from", &from)?;
     let body = message.text.len() + message.html.as_ref().map_or(0, String::len);
     if body > MAX_BODY {
         return Err(format!("body is {body} bytes; the limit is {MAX_BODY}"));
