@@ -613,3 +613,97 @@ fn redis_restart_under_load_loses_no_task_and_runs_none_twice() {
         );
     }
 }
+
+#[test]
+fn a_long_task_is_not_redelivered_while_its_worker_lives() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), "");
+    // The task runs for twice the dead-after time (2 s); the second worker must not take it.
+    let _a = WorkerProcess::start(&redis, &config, &["-c", "1", "-n", "taskbox@a"]);
+    let id = publish(
+        &redis,
+        "hostile.run",
+        json!(["sleep", 4500, ""]),
+        "pipeline",
+        |_| {},
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let b = WorkerProcess::start(&redis, &config, &["-c", "1", "-n", "taskbox@b"]);
+    let meta = wait_result(&redis, &id, Duration::from_secs(30));
+    assert_eq!(meta["status"], "SUCCESS");
+    assert_eq!(meta["taskbox"]["worker"], "taskbox@a");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !b.logs().contains("task started"),
+        "worker b never ran it:\n{}",
+        b.logs()
+    );
+}
+
+#[test]
+fn ignore_result_early_ack_and_track_started_follow_their_settings() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = r#"
+[results]
+track_started = true
+
+[tasks.noop]
+ignore_result = true
+
+[tasks.record]
+acks_late = false
+"#;
+    let worker = WorkerProcess::start(
+        &redis,
+        &test_config(dir.path(), extra),
+        &["-c", "2", "-n", "taskbox@started"],
+    );
+    // ignore_result from the header and from task config: nothing stored.
+    let by_header = publish(&redis, "echo", json!([1]), "dataset", |t| {
+        t.ignore_result = Some(true)
+    });
+    let by_config = publish(&redis, "noop", json!([]), "dataset", |_| {});
+    // track_started: STARTED is visible while the task runs.
+    let slow = publish(
+        &redis,
+        "hostile.run",
+        json!(["sleep", 1500, ""]),
+        "pipeline",
+        |_| {},
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let raw: Option<String> = redis
+            .conn()
+            .get(format!("celery-task-meta-{slow}"))
+            .unwrap();
+        if let Some(raw) = raw {
+            let meta: Value = serde_json::from_str(&raw).unwrap();
+            assert_eq!(meta["status"], "STARTED", "seen before it finished");
+            assert_eq!(meta["result"]["hostname"], "taskbox@started");
+            break;
+        }
+        assert!(Instant::now() < deadline, "STARTED never stored");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        wait_result(&redis, &slow, Duration::from_secs(20))["status"],
+        "SUCCESS"
+    );
+    // An early-acked task is gone from unacked while it runs.
+    let early = publish(&redis, "record", json!(["early"]), "dataset", |_| {});
+    assert_eq!(
+        wait_result(&redis, &early, Duration::from_secs(20))["status"],
+        "SUCCESS"
+    );
+    for id in [&by_header, &by_config] {
+        let stored: bool = redis
+            .conn()
+            .exists(format!("celery-task-meta-{id}"))
+            .unwrap();
+        assert!(!stored, "no result stored for {id}");
+    }
+    assert!(worker.logs().contains("task succeeded"));
+}
