@@ -931,3 +931,366 @@ mod component {
         );
     }
 }
+
+/// The report: every hostile case once more, table-driven, with the error expected and the
+/// error observed, written to `CONFORMANCE.md` at the workspace root (deterministic: no
+/// timings, so the file only changes when behaviour does).
+mod report {
+    use super::*;
+
+    struct Row {
+        case: &'static str,
+        what: &'static str,
+        n: u64,
+        arg: &'static str,
+        limits: Limits,
+        grants: Option<Grants>,
+        expected: &'static str,
+    }
+
+    fn rows(granted_dir: &std::path::Path) -> Vec<Row> {
+        let tight = || Limits {
+            fuel: Some(100_000_000),
+            memory: 32 * 1024 * 1024,
+            timeout: Duration::from_secs(10),
+            ..Limits::default()
+        };
+        let no_fuel = || Limits {
+            fuel: None,
+            timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let dir = || Grants {
+            dirs: vec![taskbox::runtime::DirGrant {
+                host: granted_dir.into(),
+                guest: "/data".into(),
+                read_only: false,
+            }],
+            ..Grants::all_capabilities()
+        };
+        vec![
+            Row {
+                case: "spin",
+                what: "infinite loop",
+                n: 0,
+                arg: "",
+                limits: tight(),
+                grants: None,
+                expected: "OutOfFuel",
+            },
+            Row {
+                case: "spin",
+                what: "infinite loop, fuel disabled",
+                n: 0,
+                arg: "",
+                limits: no_fuel(),
+                grants: None,
+                expected: "Timeout",
+            },
+            Row {
+                case: "spin_hostcall",
+                what: "host call in a tight loop",
+                n: 0,
+                arg: "",
+                limits: tight(),
+                grants: None,
+                expected: "OutOfFuel",
+            },
+            Row {
+                case: "spin_hostcall",
+                what: "host call in a tight loop, fuel disabled",
+                n: 0,
+                arg: "",
+                limits: no_fuel(),
+                grants: None,
+                expected: "Timeout",
+            },
+            Row {
+                case: "sleep",
+                what: "blocked in a host call past the deadline",
+                n: 60_000,
+                arg: "",
+                limits: no_fuel(),
+                grants: None,
+                expected: "Timeout",
+            },
+            Row {
+                case: "alloc",
+                what: "allocate 100 MiB under a 32 MiB cap",
+                n: 100 << 20,
+                arg: "",
+                limits: tight(),
+                grants: None,
+                expected: "MemoryLimit",
+            },
+            Row {
+                case: "alloc_small_steps",
+                what: "allocate 1 KiB at a time forever",
+                n: 0,
+                arg: "",
+                limits: Limits {
+                    fuel: None,
+                    ..tight()
+                },
+                grants: None,
+                expected: "MemoryLimit",
+            },
+            Row {
+                case: "memory_grow_bomb",
+                what: "memory.grow until refused",
+                n: 0,
+                arg: "",
+                limits: tight(),
+                grants: None,
+                expected: "MemoryLimit",
+            },
+            Row {
+                case: "recurse",
+                what: "unbounded recursion",
+                n: 0,
+                arg: "",
+                limits: tight(),
+                grants: None,
+                expected: "StackOverflow",
+            },
+            Row {
+                case: "output",
+                what: "1 MB output over a 64 KiB limit",
+                n: 1_000_000,
+                arg: "",
+                limits: Limits {
+                    max_output: 64 << 10,
+                    ..tight()
+                },
+                grants: None,
+                expected: "OutputTooLarge",
+            },
+            Row {
+                case: "huge_error",
+                what: "5 MB error message (cut to 4 KiB)",
+                n: 5_000_000,
+                arg: "",
+                limits: tight(),
+                grants: None,
+                expected: "Fail",
+            },
+            Row {
+                case: "log_flood",
+                what: "20 000 log lines over a 64 KiB cap (dropped, task succeeds)",
+                n: 20_000,
+                arg: "",
+                limits: Limits {
+                    max_log_bytes: 64 << 10,
+                    fuel: None,
+                    ..tight()
+                },
+                grants: None,
+                expected: "ok",
+            },
+            Row {
+                case: "progress_flood",
+                what: "100 000 progress reports (rate-limited, task succeeds)",
+                n: 100_000,
+                arg: "",
+                limits: Limits {
+                    fuel: None,
+                    ..tight()
+                },
+                grants: None,
+                expected: "ok",
+            },
+            Row {
+                case: "read_file",
+                what: "read /etc/passwd with no preopen",
+                n: 0,
+                arg: "/etc/passwd",
+                limits: tight(),
+                grants: None,
+                expected: "Fail",
+            },
+            Row {
+                case: "write_file",
+                what: "write ../ out of a granted directory",
+                n: 0,
+                arg: "/data/../escape.txt",
+                limits: tight(),
+                grants: Some(dir()),
+                expected: "Fail",
+            },
+            Row {
+                case: "write_file",
+                what: "write to an absolute path outside the grant",
+                n: 0,
+                arg: "/escape.txt",
+                limits: tight(),
+                grants: Some(dir()),
+                expected: "Fail",
+            },
+            Row {
+                case: "env",
+                what: "read an ungranted environment variable (sees nothing)",
+                n: 0,
+                arg: "PATH",
+                limits: tight(),
+                grants: None,
+                expected: "ok",
+            },
+            Row {
+                case: "kv_set",
+                what: "kv without the kv grant",
+                n: 0,
+                arg: "k",
+                limits: tight(),
+                grants: Some(without(Capability::Kv)),
+                expected: "CapabilityDenied",
+            },
+            Row {
+                case: "enqueue",
+                what: "enqueue to an ungranted queue",
+                n: 1,
+                arg: "other",
+                limits: tight(),
+                grants: Some(Grants {
+                    queues: vec!["allowed".into()],
+                    ..Grants::all_capabilities()
+                }),
+                expected: "CapabilityDenied",
+            },
+            Row {
+                case: "enqueue",
+                what: "enqueue fan-out of 10 000 over a cap of 100",
+                n: 10_000,
+                arg: "q",
+                limits: Limits {
+                    max_enqueue: 100,
+                    fuel: None,
+                    ..tight()
+                },
+                grants: None,
+                expected: "Retry",
+            },
+            Row {
+                case: "mail",
+                what: "CR/LF header injection in an address",
+                n: 1,
+                arg: "a@example.com\r\nBcc: v@example.com",
+                limits: tight(),
+                grants: None,
+                expected: "Reject",
+            },
+            Row {
+                case: "mail",
+                what: "mail without the mail grant",
+                n: 1,
+                arg: "a@example.com",
+                limits: tight(),
+                grants: Some(without(Capability::Mail)),
+                expected: "CapabilityDenied",
+            },
+            Row {
+                case: "panic",
+                what: "panic in the guest",
+                n: 0,
+                arg: "",
+                limits: tight(),
+                grants: None,
+                expected: "Trap",
+            },
+            Row {
+                case: "trap",
+                what: "`unreachable`",
+                n: 0,
+                arg: "",
+                limits: tight(),
+                grants: None,
+                expected: "Trap",
+            },
+        ]
+    }
+
+    #[tokio::test]
+    async fn every_case_fails_as_expected_and_the_report_is_written() {
+        let granted = tempfile::tempdir().unwrap();
+        let (rt, c) = hostile().await;
+        let mut table = String::from(
+            "| case | behaviour | expected | observed | next task | result |\n|---|---|---|---|---|---|\n",
+        );
+        let mut failures = Vec::new();
+        for row in rows(granted.path()) {
+            let mut spec = RunSpec::hostile(row.case, row.n, row.arg).limits(row.limits);
+            if let Some(g) = row.grants {
+                spec = spec.grants(g);
+            }
+            let report = run(&rt, &c, spec).await;
+            let observed = match &report.outcome {
+                Ok(_) => "ok".to_string(),
+                Err(e) => e.kind().to_string(),
+            };
+            let next_ok = run(&rt, &c, RunSpec::hostile("ok", 0, ""))
+                .await
+                .outcome
+                .is_ok();
+            let pass = observed == row.expected && next_ok;
+            if !pass {
+                failures.push(format!(
+                    "{} ({}): expected {}, observed {observed}, next task ok: {next_ok}",
+                    row.case, row.what, row.expected
+                ));
+            }
+            table.push_str(&format!(
+                "| `{}` | {} | {} | {} | {} | {} |\n",
+                row.case,
+                row.what,
+                row.expected,
+                observed,
+                if next_ok { "runs" } else { "FAILED" },
+                if pass { "pass" } else { "FAIL" }
+            ));
+        }
+        for (what, bytes, expected) in [
+            (
+                "wrong WIT world version (taskbox:task@0.2.0)",
+                guests::guest_bytes("taskbox_guest_wrong_version"),
+                "InvalidComponent",
+            ),
+            (
+                "a core module, not a component",
+                b"\0asm\x01\0\0\0".to_vec(),
+                "InvalidComponent",
+            ),
+            (
+                "not WebAssembly at all",
+                b"#!/bin/sh\nrm -rf /\n".to_vec(),
+                "InvalidComponent",
+            ),
+        ] {
+            let observed = match rt.load(&bytes).await {
+                Ok(_) => "loaded".to_string(),
+                Err(e) => e.kind().to_string(),
+            };
+            let pass = observed == expected;
+            if !pass {
+                failures.push(format!(
+                    "load {what}: expected {expected}, observed {observed}"
+                ));
+            }
+            table.push_str(&format!(
+                "| (load) | {what} | {expected} | {observed} | runs | {} |\n",
+                if pass { "pass" } else { "FAIL" }
+            ));
+        }
+        let doc = format!(
+            "# Sandbox conformance\n\nWritten by `just test` (`tests/conformance`, test `report::every_case_fails_as_expected_and_the_report_is_written`) from a real run: each hostile behaviour of `tests/guests/hostile` is run on one runtime, its typed error compared with the expected one, and a normal task is run right after it on the same runtime. The per-case tests beside it check the details (limits, messages, files on disk).\n\n{table}"
+        );
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("CONFORMANCE.md");
+        std::fs::write(&path, &doc).unwrap();
+        println!("{doc}");
+        assert!(
+            failures.is_empty(),
+            "conformance failures:\n{}",
+            failures.join("\n")
+        );
+    }
+}

@@ -203,6 +203,11 @@ pub(crate) struct Denied {
     pub detail: String,
 }
 
+/// The task's capability calls used up its fuel budget (see `HOST_CALL_FUEL`).
+#[derive(Debug, Error)]
+#[error("fuel budget exhausted by capability calls")]
+pub(crate) struct HostFuelExhausted;
+
 /// Why the epoch callback interrupted the task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum InterruptCause {
@@ -225,6 +230,9 @@ pub(crate) fn classify(
             requested: limit.requested,
             limit: limit.limit,
         };
+    }
+    if err.downcast_ref::<HostFuelExhausted>().is_some() {
+        return SandboxError::OutOfFuel { budget };
     }
     if let Some(denied) = err.downcast_ref::<Denied>() {
         return SandboxError::CapabilityDenied {

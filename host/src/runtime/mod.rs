@@ -304,6 +304,7 @@ impl Runtime {
             },
             limits: limits.clone(),
             span: tracing::Span::current(),
+            fuel_budget: limits.fuel.unwrap_or(u64::MAX),
         };
         let budget = limits.fuel.unwrap_or(u64::MAX);
         Ok((
@@ -401,7 +402,9 @@ impl Runtime {
             }
             Ok(Ok(Ok(output))) => Ok(output),
         };
-        let fuel_used = budget.saturating_sub(store.get_fuel().unwrap_or(0));
+        let fuel_used = budget
+            .saturating_sub(store.get_fuel().unwrap_or(0))
+            .saturating_add(data.usage.host_fuel);
         let stats = TaskStats {
             duration: started.elapsed(),
             fuel_used,

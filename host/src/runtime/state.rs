@@ -81,7 +81,15 @@ pub struct Usage {
     pub denied: Option<(String, String)>,
     /// Set when the soft wall-clock limit passed while the task ran.
     pub soft_timeout_exceeded: bool,
+    /// Fuel charged for calls into taskbox capabilities (see [`HOST_CALL_FUEL`]).
+    pub host_fuel: u64,
 }
+
+/// Fuel charged for each call into a taskbox capability, about what a few microseconds of
+/// guest code would burn. Guest instructions alone say nothing about the time a guest spends
+/// in host calls, so without this a loop of cheap-looking host calls could run for ages on a
+/// small budget.
+pub const HOST_CALL_FUEL: u64 = 100_000;
 
 /// Wall-clock bookkeeping read by the epoch callback.
 #[derive(Debug)]
@@ -107,6 +115,8 @@ pub struct HostState {
     pub(crate) usage: Usage,
     pub(crate) clock: Clock,
     pub(crate) span: tracing::Span,
+    /// The task's fuel budget; host-call charges count against it too.
+    pub(crate) fuel_budget: u64,
 }
 
 impl WasiView for HostState {
@@ -119,6 +129,16 @@ impl WasiView for HostState {
 }
 
 impl HostState {
+    /// Charges one capability call against the fuel budget; past it the task ends with
+    /// `OutOfFuel`, exactly as if its own instructions had used the fuel.
+    pub(crate) fn charge_host_call(&mut self) -> wasmtime::Result<()> {
+        self.usage.host_fuel = self.usage.host_fuel.saturating_add(HOST_CALL_FUEL);
+        if self.usage.host_fuel > self.fuel_budget {
+            return Err(super::error::HostFuelExhausted.into());
+        }
+        Ok(())
+    }
+
     /// Records the first refused capability use; the task's outcome reports it if the task then
     /// fails.
     pub(crate) fn record_denial(&mut self, capability: &str, detail: &str) {

@@ -215,6 +215,7 @@ fn unavailable(err: anyhow::Error) -> KvError {
 
 impl Host for HostState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, KvError>> {
+        self.charge_host_call()?;
         if let Err(e) = self.kv_check(1, std::iter::once(key.len())) {
             return Ok(Err(e));
         }
@@ -232,6 +233,7 @@ impl Host for HostState {
         &mut self,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<Vec<u8>>>, KvError>> {
+        self.charge_host_call()?;
         if let Err(e) = self.kv_check(keys.len(), keys.iter().map(String::len)) {
             return Ok(Err(e));
         }
@@ -252,6 +254,7 @@ impl Host for HostState {
         &mut self,
         entries: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), KvError>> {
+        self.charge_host_call()?;
         if let Err(e) = self.kv_check(entries.len(), entries.iter().map(|(k, _)| k.len())) {
             return Ok(Err(e));
         }
@@ -272,6 +275,7 @@ impl Host for HostState {
     }
 
     async fn delete(&mut self, keys: Vec<String>) -> wasmtime::Result<Result<u64, KvError>> {
+        self.charge_host_call()?;
         if let Err(e) = self.kv_check(keys.len(), keys.iter().map(String::len)) {
             return Ok(Err(e));
         }
@@ -290,6 +294,7 @@ impl Host for HostState {
         cursor: u64,
         count: u32,
     ) -> wasmtime::Result<Result<(u64, Vec<String>), KvError>> {
+        self.charge_host_call()?;
         if let Err(e) = self.kv_check(0, std::iter::empty()) {
             return Ok(Err(e));
         }

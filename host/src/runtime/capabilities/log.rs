@@ -17,6 +17,7 @@ impl Host for HostState {
         message: String,
         fields: Vec<(String, String)>,
     ) -> wasmtime::Result<()> {
+        self.charge_host_call()?;
         if !self.grants.allows(Capability::Log) {
             // `log` has no error channel, so an ungranted use ends the task.
             return Err(Denied {

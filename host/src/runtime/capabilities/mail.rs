@@ -244,6 +244,7 @@ pub fn validate(message: Message, default_from: Option<String>) -> Result<Outgoi
 
 impl Host for HostState {
     async fn send(&mut self, message: Message) -> wasmtime::Result<Result<String, MailError>> {
+        self.charge_host_call()?;
         if !self.grants.allows(Capability::Mail) {
             let detail = "the plugin was not granted mail";
             self.record_denial("mail", detail);

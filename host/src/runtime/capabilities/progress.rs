@@ -39,6 +39,7 @@ impl Host for HostState {
         total: u64,
         message: Option<String>,
     ) -> wasmtime::Result<()> {
+        self.charge_host_call()?;
         if !self.grants.allows(Capability::Progress) {
             return Err(Denied {
                 capability: "progress".into(),

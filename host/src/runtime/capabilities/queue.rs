@@ -115,6 +115,7 @@ impl Host for HostState {
         &mut self,
         request: EnqueueRequest,
     ) -> wasmtime::Result<Result<String, QueueError>> {
+        self.charge_host_call()?;
         let follow_up = match check(request) {
             Ok(f) => f,
             Err(reason) => return Ok(Err(QueueError::Invalid(reason))),
