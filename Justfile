@@ -66,7 +66,8 @@ demo: build
 # against a real Celery worker on one Redis; writes BENCHMARKS.md.
 [group('bench')]
 bench: build venv
-    cargo bench -p taskbox-tests --bench sandbox -- --out target/bench/sandbox.md
-    cargo bench -p taskbox-tests --bench e2e -- --out target/bench/e2e.md
+    # cargo runs benches in tests/, so the section paths are passed absolute.
+    cargo bench -p taskbox-tests --bench sandbox -- --out {{ justfile_directory() }}/target/bench/sandbox.md
+    cargo bench -p taskbox-tests --bench e2e -- --out {{ justfile_directory() }}/target/bench/e2e.md
     ./examples/assemble-benchmarks.sh "just bench" target/bench/sandbox.md target/bench/e2e.md > BENCHMARKS.md
     @echo "wrote BENCHMARKS.md"

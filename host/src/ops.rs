@@ -21,7 +21,7 @@ async fn connect(config: &Config) -> anyhow::Result<(Broker, ResultStore, redis:
         crate::worker::default_name(),
         std::process::id()
     );
-    let master = config.broker.sentinel_master.as_deref();
+    let master = &broker::SentinelOptions::from_config(&config.broker);
     let broker = Broker::connect(
         &config.broker_url(),
         master,
@@ -78,7 +78,7 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     task.origin = origin();
     let now = jiff::Timestamp::now();
     if let Some(countdown) = args.countdown {
-        task.eta = Some(now.checked_add(jiff::SignedDuration::from_secs_f64(countdown.max(0.0)))?);
+        task.eta = Some(now.checked_add(seconds("--countdown", countdown)?)?);
     }
     if let Some(eta) = &args.eta {
         task.eta = Some(eta.parse::<jiff::Timestamp>().with_context(|| {
@@ -131,9 +131,22 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     };
     eprintln!("sent {} as {}", args.task, task.id);
     let meta = results
-        .wait(&client, &last_id, Duration::from_secs_f64(wait.max(0.0)))
+        .wait(&client, &last_id, wait_duration(wait)?)
         .await?;
     Ok(print_meta(&last_id, meta.as_ref(), true))
+}
+
+/// A non-negative number of seconds from a flag, as a signed duration for timestamps.
+fn seconds(flag: &str, value: f64) -> anyhow::Result<jiff::SignedDuration> {
+    if !(0.0..=10.0 * 365.0 * 86_400.0).contains(&value) {
+        bail!("{flag} {value} is out of range: give seconds between 0 and ten years");
+    }
+    Ok(jiff::SignedDuration::from_secs_f64(value))
+}
+
+fn wait_duration(value: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| anyhow::anyhow!("--wait {value} is not a number of seconds"))
 }
 
 /// Prints a result: the value on stdout for SUCCESS, the error on stderr otherwise; returns the
@@ -187,7 +200,7 @@ pub async fn result(args: ResultArgs) -> anyhow::Result<ExitCode> {
     let meta = match args.wait {
         Some(secs) => {
             results
-                .wait(&client, &args.id, Duration::from_secs_f64(secs.max(0.0)))
+                .wait(&client, &args.id, wait_duration(secs)?)
                 .await?
         }
         None => results.get(&args.id).await?,

@@ -14,7 +14,8 @@
 //!   client (SUBSCRIBE to the result key on a kept-open pub/sub connection, LPUSH, wait for the
 //!   PUBLISH of a ready state, UNSUBSCRIBE after the timer stops) and from the Python Celery
 //!   client (`examples/bench/latency.py`: `echo.apply_async(...).get()`), each against taskbox
-//!   and against Celery.
+//!   and against Celery. A floor row times the Rust client with no worker at all (it RPOPs and
+//!   PUBLISHes itself): the Redis round trips any worker needs.
 //! - **worker memory**: VmRSS (and Pss from `smaps_rollup`) summed over the worker and its
 //!   children, idle (1 s after the worker said it was ready, before any task) and peak during
 //!   the throughput runs (sampled every 20 ms).
@@ -28,7 +29,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -117,6 +118,7 @@ struct Env {
 impl Env {
     fn discover() -> Env {
         let target = taskbox_tests::target_dir();
+        let target = std::fs::canonicalize(&target).unwrap_or(target);
         let taskbox = target.join("release").join("taskbox");
         assert!(
             taskbox.exists(),
@@ -130,10 +132,7 @@ impl Env {
             "{} is missing: run `just venv` first (it installs Celery from PyPI)",
             venv.display()
         );
-        let app_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("examples")
-            .join("bench");
+        let app_dir = workspace_root().join("examples").join("bench");
         assert!(
             app_dir.join("celery_app.py").exists() && app_dir.join("latency.py").exists(),
             "{} must hold celery_app.py and latency.py",
@@ -179,6 +178,12 @@ impl Env {
             celery_version,
         }
     }
+}
+
+/// The workspace root (the parent of this package).
+fn workspace_root() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::canonicalize(&root).unwrap_or(root)
 }
 
 /// A child process in its own process group, stopped when dropped.
@@ -348,7 +353,12 @@ fn start_worker(env: &Env, worker: Worker, url: &str, tag: &str) -> Proc {
                 .arg("--config")
                 .arg(&env.config)
                 .args(["--broker", url, "-Q", QUEUE, "-c", &c.to_string()])
-                .env("LOG_LEVEL", "warn,taskbox::worker=info");
+                // "worker ready" is an info line of taskbox::worker; the executor's per-task
+                // info line is silenced, matching Celery at --loglevel WARNING.
+                .env(
+                    "LOG_LEVEL",
+                    "warn,taskbox::worker=info,taskbox::worker::executor=warn",
+                );
             Proc::spawn(&worker.label(), cmd, log)
         }
         Worker::CeleryThreads | Worker::CeleryPrefork => {
@@ -458,7 +468,10 @@ struct Mem {
 
 impl Mem {
     fn of_tree(pid: u32) -> Mem {
-        let pids = process_tree(pid);
+        Mem::of_pids(&process_tree(pid))
+    }
+
+    fn of_pids(pids: &[u32]) -> Mem {
         Mem {
             rss_kb: pids
                 .iter()
@@ -493,8 +506,15 @@ impl Sampler {
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
             let mut peak = Mem::default();
+            let mut pids = Vec::new();
+            let mut n = 0u32;
             while !flag.load(Ordering::Relaxed) {
-                peak = peak.max(Mem::of_tree(pid));
+                // Walking /proc for the tree is the expensive part: refresh it every 0.5 s.
+                if n.is_multiple_of(25) {
+                    pids = process_tree(pid);
+                }
+                n += 1;
+                peak = peak.max(Mem::of_pids(&pids));
                 std::thread::sleep(SAMPLE);
             }
             peak.max(Mem::of_tree(pid))
@@ -736,7 +756,11 @@ fn throughput(
 /// The Rust client: SUBSCRIBE to the result key, LPUSH the message, wait for the PUBLISH of a
 /// ready state. The timer covers encode, SUBSCRIBE (acknowledged), LPUSH and the wait;
 /// UNSUBSCRIBE follows after the timer stops. Both connections stay open across calls.
-fn latency_rust(broker: &mut Broker) -> Vec<Duration> {
+///
+/// With `floor`, no worker runs: the client itself RPOPs the message and PUBLISHes a SUCCESS
+/// result, i.e. the Redis round trips of the cheapest possible worker (one fetch, one finish)
+/// without any worker process.
+fn latency_rust(broker: &mut Broker, floor: bool) -> Vec<Duration> {
     let client = redis::Client::open(broker.url.as_str()).unwrap();
     let mut sub_conn = client.get_connection().unwrap();
     sub_conn.set_write_timeout(Some(CALL_TIMEOUT)).unwrap();
@@ -753,6 +777,18 @@ fn latency_rust(broker: &mut Broker) -> Vec<Duration> {
             .arg(&body)
             .query::<()>(&mut broker.conn)
             .unwrap();
+        if floor {
+            let _: Option<String> = redis::cmd("RPOP")
+                .arg(&key)
+                .query(&mut broker.conn)
+                .unwrap();
+            let meta = serde_json::json!({"status": "SUCCESS", "result": i, "task_id": id});
+            redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(meta.to_string())
+                .query::<()>(&mut broker.conn)
+                .unwrap();
+        }
         let meta: Value = loop {
             let msg = pubsub
                 .get_message()
@@ -849,11 +885,20 @@ fn median_by<T: Clone>(runs: &[T], key: impl Fn(&T) -> f64) -> T {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // cargo runs benches in the package directory; a relative --out is meant from the
+    // workspace root, where `just bench` and the documented command run.
     let out = args
         .iter()
         .position(|a| a == "--out")
         .and_then(|i| args.get(i + 1))
-        .cloned();
+        .map(|p| {
+            let p = PathBuf::from(p);
+            if p.is_absolute() {
+                p
+            } else {
+                workspace_root().join(p)
+            }
+        });
 
     let env = Env::discover();
     let redis = RedisServer::start();
@@ -883,7 +928,11 @@ fn main() {
 
     // Phase 1: idle memory for every configuration, and latency at -c 2.
     let mut idle: HashMap<Worker, Mem> = HashMap::new();
-    let mut latency: Vec<(String, Worker, Percentiles)> = Vec::new();
+    let mut latency: Vec<(String, Option<Worker>, Percentiles)> = Vec::new();
+    eprintln!("e2e: latency floor, no worker");
+    broker.flush();
+    let floor = latency_rust(&mut broker, true);
+    latency.push(("Rust client".into(), None, percentiles(&floor)));
     for worker in taskbox_workers.iter().copied().chain(celery_workers) {
         eprintln!("e2e: idle memory and latency, {}", worker.label());
         broker.flush();
@@ -893,10 +942,14 @@ fn main() {
         w.check_alive();
         idle.insert(worker, Mem::of_tree(w.pid()));
         if matches!(worker, Worker::Taskbox(2)) || worker.is_celery() {
-            let rust = latency_rust(&mut broker);
-            latency.push(("Rust client".into(), worker, percentiles(&rust)));
+            let rust = latency_rust(&mut broker, false);
+            latency.push(("Rust client".into(), Some(worker), percentiles(&rust)));
             let py = latency_python(&env, &broker, worker);
-            latency.push(("Python Celery client".into(), worker, percentiles(&py)));
+            latency.push((
+                "Python Celery client".into(),
+                Some(worker),
+                percentiles(&py),
+            ));
         }
         w.check_alive();
         w.stop();
@@ -935,10 +988,11 @@ fn main() {
     let md = report(&env, &redis_version, &idle, &latency, &tput);
     println!("{md}");
     if let Some(path) = out {
-        if let Some(dir) = Path::new(&path).parent() {
+        if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).unwrap();
         }
         std::fs::write(&path, md).unwrap();
+        eprintln!("e2e: wrote {}", path.display());
     }
 }
 
@@ -946,7 +1000,7 @@ fn report(
     env: &Env,
     redis_version: &str,
     idle: &HashMap<Worker, Mem>,
-    latency: &[(String, Worker, Percentiles)],
+    latency: &[(String, Option<Worker>, Percentiles)],
     tput: &[(Worker, bool, Vec<Throughput>)],
 ) -> String {
     let mut md = String::new();
@@ -1051,34 +1105,34 @@ fn report(
         md,
         "\n### Round-trip latency: {LAT_CALLS} sequential calls after {LAT_WARMUP} warm-up, one client, `-c 2` workers (target p50 < {TARGET_P50_MS} ms)\n"
     );
-    md.push_str("Rust client: SUBSCRIBE `celery-task-meta-<id>` (acknowledged) on a pub/sub connection kept open across calls, LPUSH an `echo(i)` envelope, wait for the PUBLISH of a ready state; the timer stops there and UNSUBSCRIBE follows. Python client: `echo.apply_async((i,), queue=...).get()` from `examples/bench/latency.py` (Celery's own subscribe-on-send result consumer), the same client against both workers. Nearest-rank percentiles, ms.\n\n");
+    md.push_str("Rust client: SUBSCRIBE `celery-task-meta-<id>` (acknowledged) on a pub/sub connection kept open across calls, LPUSH an `echo(i)` envelope, wait for the PUBLISH of a ready state; the timer stops there and UNSUBSCRIBE follows. Python client: `echo.apply_async((i,), queue=...).get()` from `examples/bench/latency.py` (Celery's own subscribe-on-send result consumer), the same client against both workers. The floor row runs the Rust client with no worker: it RPOPs and PUBLISHes the result itself, i.e. the Redis round trips of one fetch and one finish. Nearest-rank percentiles, ms.\n\n");
     md.push_str("| client | worker | p50 | p90 | p99 | max | mean | p50 taskbox/Celery |\n|---|---|---|---|---|---|---|---|\n");
     let mut taskbox_p50 = f64::MAX;
-    for (client, worker, p) in latency {
-        let ratio = if worker.is_celery() {
-            "—".to_string()
-        } else {
-            let best = latency
-                .iter()
-                .filter(|(c, w, _)| c == client && w.is_celery())
-                .min_by(|a, b| a.2.p50.total_cmp(&b.2.p50));
-            match best {
-                Some((_, w, b)) => format!("**{:.2}** vs {}", p.p50 / b.p50, w.label()),
-                None => "—".into(),
+    let mut sorted: Vec<&(String, Option<Worker>, Percentiles)> = latency.iter().collect();
+    sorted.sort_by_key(|(c, w, _)| (c.starts_with("Python"), w.is_some_and(Worker::is_celery)));
+    for (client, worker, p) in sorted {
+        let ratio = match worker {
+            Some(w) if !w.is_celery() => {
+                taskbox_p50 = taskbox_p50.min(p.p50);
+                let best = latency
+                    .iter()
+                    .filter(|(c, w, _)| c == client && w.is_some_and(Worker::is_celery))
+                    .min_by(|a, b| a.2.p50.total_cmp(&b.2.p50));
+                match best {
+                    Some((_, Some(w), b)) => format!("**{:.2}** vs {}", p.p50 / b.p50, w.label()),
+                    _ => "—".into(),
+                }
             }
+            _ => "—".to_string(),
         };
-        if !worker.is_celery() {
-            taskbox_p50 = taskbox_p50.min(p.p50);
-        }
+        let name = worker.map_or_else(
+            || "none: the client RPOPs and PUBLISHes itself (Redis floor)".to_string(),
+            Worker::label,
+        );
         let _ = writeln!(
             md,
-            "| {client} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {ratio} |",
-            worker.label(),
-            p.p50,
-            p.p90,
-            p.p99,
-            p.max,
-            p.mean
+            "| {client} | {name} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {ratio} |",
+            p.p50, p.p90, p.p99, p.max, p.mean
         );
     }
     if taskbox_p50 >= TARGET_P50_MS {

@@ -18,6 +18,7 @@ mod work {
 }
 
 const WARMUP: usize = 2_000;
+/// Tasks timed per configuration; `--iters N` overrides it (e.g. for a profiler run).
 const ITERS: usize = 100_000;
 
 fn runtime(cache: Option<&std::path::Path>) -> Runtime {
@@ -95,6 +96,14 @@ fn main() {
         .position(|a| a == "--out")
         .and_then(|i| args.get(i + 1))
         .cloned();
+    let iters: usize = args
+        .iter()
+        .position(|a| a == "--iters")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(ITERS);
+    // `--overhead-only`: just the single-thread per-task loop (for profiling).
+    let overhead_only = args.iter().any(|a| a == "--overhead-only");
     let mut md = String::new();
     let cache = tempfile::tempdir().expect("tempdir");
 
@@ -109,9 +118,19 @@ fn main() {
         let c = rt.load(&noop).await.unwrap();
         noop_loop(&rt, &c, WARMUP).await;
         let start = Instant::now();
-        let times = noop_loop(&rt, &c, ITERS).await;
+        let times = noop_loop(&rt, &c, iters).await;
         (times, start.elapsed(), rt.pagemap_scan())
     });
+    if overhead_only {
+        let mut sorted = st_times.clone();
+        sorted.sort();
+        println!(
+            "median {} p99 {} over {iters} tasks",
+            us(percentile(&sorted, 0.5)),
+            us(percentile(&sorted, 0.99))
+        );
+        return;
+    }
     let multi = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -147,7 +166,7 @@ fn main() {
     };
     md.push_str("### Per-task sandbox overhead (no-op component)\n\n");
     md.push_str(&format!(
-        "Fresh `Store` + `WasiCtx` + limiter, fuel and epoch deadline, instantiate from the pre-linked component, call `handler.run`, drop; {ITERS} tasks after {WARMUP} warm-up, through the public `Runtime::run`. Pooling allocator with keep-resident memory; PAGEMAP_SCAN: {pagemap:?}. Target: median ≤ 10 µs, p99 ≤ 20 µs.\n\n"
+        "Fresh `Store` + `WasiCtx` + limiter, fuel and epoch deadline, instantiate from the pre-linked component, call `handler.run`, drop; {iters} tasks after {WARMUP} warm-up, through the public `Runtime::run`. Pooling allocator with keep-resident memory; PAGEMAP_SCAN: {pagemap:?}. Target: median ≤ 10 µs, p99 ≤ 20 µs.\n\n"
     ));
     md.push_str("| threads | median | p99 | p99.9 | throughput |\n|---|---|---|---|---|\n");
     md.push_str(&row("1 (current-thread runtime)", st_times, st_wall));

@@ -95,18 +95,41 @@ fn now_secs_f64() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// How to reach a Sentinel-managed master (`CELERY_SENTINEL_*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SentinelOptions {
+    /// The master's name.
+    pub master: Option<String>,
+    /// Password of the sentinels themselves (the master's comes from the URL).
+    pub password: Option<String>,
+}
+
+impl SentinelOptions {
+    /// The sentinel settings of a broker configuration.
+    pub fn from_config(broker: &crate::config::BrokerConfig) -> SentinelOptions {
+        SentinelOptions {
+            master: broker.sentinel_master.clone(),
+            password: broker.sentinel_password.clone(),
+        }
+    }
+}
+
 /// Opens a client for a `redis://`, `rediss://` or `sentinel://` URL (the last resolved to the
 /// current master through the sentinels).
 pub async fn client_for(
     url: &str,
-    sentinel_master: Option<&str>,
+    sentinel: &SentinelOptions,
 ) -> Result<redis::Client, BrokerError> {
     if url.starts_with("sentinel://") {
-        let master = sentinel_master.ok_or_else(|| BrokerError::BadUrl {
-            url: redact_url(url),
-            reason: "a sentinel:// URL needs the master name (CELERY_SENTINEL_MASTER_NAME)".into(),
-        })?;
-        return sentinel_master_client(url, master).await;
+        let master = sentinel
+            .master
+            .as_deref()
+            .ok_or_else(|| BrokerError::BadUrl {
+                url: redact_url(url),
+                reason: "a sentinel:// URL needs the master name (CELERY_SENTINEL_MASTER_NAME)"
+                    .into(),
+            })?;
+        return sentinel_master_client(url, master, sentinel.password.as_deref()).await;
     }
     redis::Client::open(url).map_err(|e| BrokerError::BadUrl {
         url: redact_url(url),
@@ -114,7 +137,11 @@ pub async fn client_for(
     })
 }
 
-async fn sentinel_master_client(url: &str, master: &str) -> Result<redis::Client, BrokerError> {
+async fn sentinel_master_client(
+    url: &str,
+    master: &str,
+    sentinel_password: Option<&str>,
+) -> Result<redis::Client, BrokerError> {
     use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
     let bad = |reason: String| BrokerError::BadUrl {
         url: redact_url(url),
@@ -140,8 +167,17 @@ async fn sentinel_master_client(url: &str, master: &str) -> Result<redis::Client
         }
         nodes.push(info.addr().to_string());
     }
-    let node_urls: Vec<String> = nodes.iter().map(|n| format!("redis://{n}")).collect();
-    let mut sentinel = Sentinel::build(node_urls).map_err(|e| bad(e.to_string()))?;
+    let mut node_infos = Vec::new();
+    for node in &nodes {
+        let mut info: redis::ConnectionInfo =
+            redis::IntoConnectionInfo::into_connection_info(format!("redis://{node}").as_str())
+                .map_err(|e| bad(format!("sentinel address {node}: {e}")))?;
+        if let Some(pw) = sentinel_password {
+            info = info.set_redis_settings(redis::RedisConnectionInfo::default().set_password(pw));
+        }
+        node_infos.push(info);
+    }
+    let mut sentinel = Sentinel::build(node_infos).map_err(|e| bad(e.to_string()))?;
     let mut redis_settings = redis::RedisConnectionInfo::default().set_db(db);
     if let Some(pw) = password {
         redis_settings = redis_settings.set_password(pw);
@@ -160,11 +196,11 @@ impl Broker {
     /// Connects (with automatic reconnection and backoff) as worker `worker_id`.
     pub async fn connect(
         url: &str,
-        sentinel_master: Option<&str>,
+        sentinel: &SentinelOptions,
         worker_id: &str,
         dead_letter_key: &str,
     ) -> Result<Broker, BrokerError> {
-        let client = client_for(url, sentinel_master).await?;
+        let client = client_for(url, sentinel).await?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_number_of_retries(6)
             .set_max_delay(Duration::from_secs(2))
@@ -228,9 +264,14 @@ impl Broker {
             })
     }
 
-    /// Pops up to `max` messages from `keys` (drained in order) and records them as unacked and
-    /// owned, atomically.
-    pub async fn fetch(&self, keys: &[String], max: usize) -> Result<Vec<Delivery>, BrokerError> {
+    /// Pops up to `max` messages from `keys` (drained in order), at most `caps[q]` from queue `q`,
+    /// and records them as unacked and owned, atomically.
+    pub async fn fetch(
+        &self,
+        keys: &[String],
+        max: usize,
+        caps: &[(String, usize)],
+    ) -> Result<Vec<Delivery>, BrokerError> {
         if keys.is_empty() || max == 0 {
             return Ok(Vec::new());
         }
@@ -239,7 +280,11 @@ impl Broker {
         for k in keys {
             inv.key(k);
         }
-        inv.arg(now_secs_f64()).arg(max);
+        let caps: serde_json::Map<String, serde_json::Value> =
+            caps.iter().map(|(q, n)| (q.clone(), (*n).into())).collect();
+        inv.arg(now_secs_f64())
+            .arg(max)
+            .arg(serde_json::Value::Object(caps).to_string());
         let mut conn = self.conn.clone();
         let flat: Vec<Vec<u8>> =
             inv.invoke_async(&mut conn)
@@ -503,7 +548,7 @@ impl Broker {
         envelope: &str,
         due_ms: u64,
     ) -> Result<(), BrokerError> {
-        let member = delayed_member(list_key, envelope);
+        let member = delayed_member(list_key, envelope, &uuid::Uuid::new_v4().to_string());
         let mut conn = self.conn.clone();
         conn.zadd::<_, _, _, ()>(DELAYED, member, due_ms)
             .await
@@ -629,7 +674,8 @@ impl Broker {
     }
 }
 
-/// The delayed-set member for an envelope: `[list_key, envelope]` as JSON.
-pub fn delayed_member(list_key: &str, envelope: &str) -> String {
-    serde_json::Value::Array(vec![list_key.into(), envelope.into()]).to_string()
+/// The delayed-set member for an envelope: `[list_key, envelope, tag]` as JSON. The tag (or any
+/// per-message nonce) keeps two identical envelopes from collapsing into one set member.
+pub fn delayed_member(list_key: &str, envelope: &str, tag: &str) -> String {
+    serde_json::Value::Array(vec![list_key.into(), envelope.into(), tag.into()]).to_string()
 }

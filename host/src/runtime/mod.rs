@@ -295,9 +295,12 @@ impl Runtime {
             usage: Usage::default(),
             clock: Clock {
                 started: now,
-                hard: now + limits.timeout,
+                // A deadline too far to represent is no deadline at all (a century will do).
+                hard: now
+                    .checked_add(limits.timeout)
+                    .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400)),
                 timeout: limits.timeout,
-                soft: limits.soft_timeout.map(|s| now + s),
+                soft: limits.soft_timeout.and_then(|s| now.checked_add(s)),
                 interrupt: None,
                 cancel,
                 last_progress: None,
@@ -358,14 +361,15 @@ impl Runtime {
             args: inv.args,
             kwargs: inv.kwargs,
         };
-        let result = tokio::time::timeout(inv.limits.timeout + BACKSTOP_GRACE, async {
-            let plugin = component.pre.instantiate_async(&mut store).await?;
-            plugin
-                .taskbox_task_handler()
-                .call_run(&mut store, &ctx, &call)
-                .await
-        })
-        .await;
+        let result =
+            tokio::time::timeout(inv.limits.timeout.saturating_add(BACKSTOP_GRACE), async {
+                let plugin = component.pre.instantiate_async(&mut store).await?;
+                plugin
+                    .taskbox_task_handler()
+                    .call_run(&mut store, &ctx, &call)
+                    .await
+            })
+            .await;
 
         let data = store.data();
         let outcome = match result {

@@ -23,6 +23,11 @@ pub fn kv_key(plugin: &str) -> String {
     format!("taskbox:kv:{plugin}")
 }
 
+/// The most bytes one `get_many` may return.
+pub const MAX_REPLY: u64 = 64 * 1024 * 1024;
+
+pub use crate::runtime::capabilities::kv::ReplyTooLarge;
+
 /// kv in Redis: one hash per plugin.
 #[derive(Clone)]
 pub struct RedisKv {
@@ -47,6 +52,21 @@ impl KvBackend for RedisKv {
             return Ok(Vec::new());
         }
         let mut conn = self.conn.clone();
+        // Ask for the sizes first: a guest asking for one huge value ten thousand times must not
+        // make Redis build (and us receive) a reply of gigabytes.
+        let mut sizes = redis::pipe();
+        for k in keys {
+            sizes.cmd("HSTRLEN").arg(kv_key(namespace)).arg(k);
+        }
+        let lens: Vec<u64> = sizes.query_async(&mut conn).await?;
+        let total: u64 = lens.iter().sum();
+        if total > MAX_REPLY {
+            return Err(ReplyTooLarge {
+                total,
+                limit: MAX_REPLY,
+            }
+            .into());
+        }
         let values: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
             .arg(kv_key(namespace))
             .arg(keys)
@@ -86,7 +106,7 @@ impl KvBackend for RedisKv {
     ) -> anyhow::Result<(u64, Vec<String>)> {
         let mut conn = self.conn.clone();
         let pattern = format!("{}*", glob_escape(prefix));
-        let (next, flat): (u64, Vec<String>) = redis::cmd("HSCAN")
+        let (next, flat): (u64, Vec<Vec<u8>>) = redis::cmd("HSCAN")
             .arg(kv_key(namespace))
             .arg(cursor)
             .arg("MATCH")
@@ -95,8 +115,14 @@ impl KvBackend for RedisKv {
             .arg(count)
             .query_async(&mut conn)
             .await?;
-        // HSCAN returns field, value, field, value...: keep the fields.
-        Ok((next, flat.into_iter().step_by(2).collect()))
+        // HSCAN returns field, value, field, value...: keep the fields (values may be binary).
+        Ok((
+            next,
+            flat.into_iter()
+                .step_by(2)
+                .map(|f| String::from_utf8_lossy(&f).into_owned())
+                .collect(),
+        ))
     }
 }
 

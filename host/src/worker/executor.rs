@@ -24,17 +24,45 @@ pub const REASON_SHUTDOWN: &str = "worker shutdown";
 /// The worker was declared dead while the task ran; another worker has the message now.
 pub const REASON_FENCED: &str = "worker lost its lease";
 
+/// Handles one delivery and contains any panic in our own code: the message is dead-lettered
+/// with the reason instead of being retried (and panicking) forever.
+pub(crate) async fn handle_guarded(shared: Arc<Shared>, delivery: Delivery) {
+    use futures_util::FutureExt as _;
+    let outcome = std::panic::AssertUnwindSafe(handle(shared.clone(), delivery.clone()))
+        .catch_unwind()
+        .await;
+    if let Err(panic) = outcome {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        shared.untrack(&delivery.tag);
+        let queue = message::queue_of_key(&delivery.list_key).to_string();
+        tracing::error!(panic = %what, queue, "handling a message panicked; dead-lettering it");
+        let reason =
+            format!("taskbox failed while handling this message ({what}); please report it");
+        let finish = Finish {
+            require_owned: false,
+            dead_letter: Some(
+                dead_letter_value(&shared, &delivery, &queue, "HostPanic", &reason).to_string(),
+            ),
+            ..Finish::default()
+        };
+        commit(&shared, &delivery.tag, finish).await;
+    }
+}
+
 /// Handles one delivery to the end.
-pub(crate) async fn handle(shared: Arc<Shared>, delivery: Delivery) {
+async fn handle(shared: Arc<Shared>, delivery: Delivery) {
     let queue = message::queue_of_key(&delivery.list_key).to_string();
     let mut msg = match message::decode(&delivery.raw) {
         Ok(msg) => msg,
         Err(err) => return dead_letter_undecodable(&shared, &delivery, &queue, err).await,
     };
-    if msg.routing_key.is_empty() {
-        // A producer that left out delivery_info: retries go back where the message came from.
-        msg.routing_key = queue.clone();
-    }
+    // Retries go back to the queue the message was taken from, whatever exchange and routing
+    // key the producer used (a routing key need not name a queue we consume).
+    msg.routing_key = queue.clone();
     let plugin = shared
         .registry
         .lookup(&msg.task)
@@ -77,7 +105,11 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
             require_owned: true,
             delayed: Some((
                 due,
-                delayed_member(&delivery.list_key, &String::from_utf8_lossy(&delivery.raw)),
+                delayed_member(
+                    &delivery.list_key,
+                    &String::from_utf8_lossy(&delivery.raw),
+                    &delivery.tag,
+                ),
             )),
             ..Finish::default()
         };
@@ -150,12 +182,23 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
     if let Some(over) = task_config.map(|t| &t.limits) {
         limits = limits.with(over);
     }
-    // Celery's per-message time limits (hard, soft) tighten the configured ones.
-    if let Some(hard) = msg.timelimit.0.filter(|s| *s > 0.0) {
-        limits.timeout = limits.timeout.min(Duration::from_secs_f64(hard));
+    // Celery's per-message time limits (hard, soft) can only tighten the configured ones;
+    // nonsense values (negative, NaN, astronomically large) are ignored.
+    if let Some(hard) = msg
+        .timelimit
+        .0
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .filter(|d| !d.is_zero())
+    {
+        limits.timeout = limits.timeout.min(hard);
     }
-    if let Some(soft) = msg.timelimit.1.filter(|s| *s > 0.0) {
-        limits.soft_timeout = Some(Duration::from_secs_f64(soft));
+    if let Some(soft) = msg
+        .timelimit
+        .1
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .filter(|d| !d.is_zero())
+    {
+        limits.soft_timeout = Some(soft.min(limits.timeout));
     }
 
     let acks_late = task_config.and_then(|t| t.acks_late).unwrap_or(true);
@@ -201,7 +244,6 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
     };
     tracing::debug!("task started");
     let report = shared.runtime.run(&plugin.component, invocation).await;
-    shared.untrack(&delivery.tag);
 
     let stats = &report.stats;
     let mut info = RunInfo {
@@ -324,8 +366,10 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
                         results,
                         result_ttl,
                         delayed: Some((
-                            now_ms() + after.as_millis() as u64,
-                            delayed_member(&list_key, &envelope),
+                            now_ms().saturating_add(
+                                u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+                            ),
+                            delayed_member(&list_key, &envelope, &retry_msg.id),
                         )),
                         ..Finish::default()
                     };
@@ -464,8 +508,27 @@ fn dead_letter_entry(
 /// Applies a finish step, retrying through broker outages. The message stays owned in Redis
 /// meanwhile, so giving up (only on a forced shutdown) loses nothing: it is restored later.
 /// Returns whether it was applied (false when fenced off or abandoned).
-pub(crate) async fn commit(shared: &Shared, tag: &str, finish: Finish) -> bool {
+pub(crate) async fn commit(shared: &Shared, tag: &str, mut finish: Finish) -> bool {
     let mut backoff = Duration::from_millis(50);
+    if shared.separate_results {
+        // Results in another Redis cannot join the atomic step: store them first, so a crash
+        // in between reruns the task (and rewrites the same result) rather than losing it.
+        for (key, meta) in std::mem::take(&mut finish.results) {
+            let id = key
+                .strip_prefix(results::PREFIX)
+                .unwrap_or(&key)
+                .to_string();
+            let mut delay = Duration::from_millis(50);
+            while let Err(err) = shared.results.store(&id, &meta).await {
+                tracing::warn!(error = %err, "could not store a result; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shared.shutdown.forced() => return false,
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
     loop {
         match shared.broker.finish(tag, &finish).await {
             Ok(true) => return true,

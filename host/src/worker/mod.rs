@@ -76,6 +76,9 @@ pub struct Shared {
     pub origin: String,
     /// Shutdown signals.
     pub shutdown: Shutdown,
+    /// Whether results live in another Redis than the broker: then they cannot be part of the
+    /// atomic finish step and are written just before it.
+    pub separate_results: bool,
     /// Counters.
     pub stats: Stats,
     in_flight: Mutex<HashMap<String, InFlight>>,
@@ -155,20 +158,21 @@ impl Worker {
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
         let broker_url = config.broker_url();
-        let sentinel_master = config.broker.sentinel_master.clone();
+        let sentinel = broker::SentinelOptions::from_config(&config.broker);
         let broker = Broker::connect(
             &broker_url,
-            sentinel_master.as_deref(),
+            &sentinel,
             &worker_id,
             &config.worker.dead_letter_key,
         )
         .await
         .context("failed to connect to the broker")?;
         let results_url = config.results_url();
-        let results_conn = if results_url == broker_url {
+        let separate_results = results_url != broker_url;
+        let results_conn = if !separate_results {
             broker.connection()
         } else {
-            let client = broker::client_for(&results_url, sentinel_master.as_deref()).await?;
+            let client = broker::client_for(&results_url, &sentinel).await?;
             redis::aio::ConnectionManager::new(client)
                 .await
                 .with_context(|| {
@@ -235,7 +239,7 @@ impl Worker {
         broker.declare(&queues).await?;
         broker.register().await?;
         let notifier = QueueNotifier::start(
-            broker::client_for(&broker_url, sentinel_master.as_deref()).await?,
+            broker::client_for(&broker_url, &sentinel).await?,
             queues.clone(),
             shutdown.token(),
         );
@@ -260,6 +264,7 @@ impl Worker {
             name,
             origin,
             shutdown,
+            separate_results,
             stats: Stats::default(),
             in_flight: Mutex::new(HashMap::new()),
         });
@@ -291,7 +296,11 @@ impl Worker {
         let mut broker_down_since: Option<Instant> = None;
         loop {
             // Reap finished executors so the set does not grow.
-            while tasks.try_join_next().is_some() {}
+            while let Some(joined) = tasks.try_join_next() {
+                if let Err(err) = joined {
+                    tracing::error!(error = %err, "task executor ended abnormally");
+                }
+            }
             let first = tokio::select! {
                 permit = self.slots.clone().acquire_owned() => match permit {
                     Ok(p) => p,
@@ -306,8 +315,9 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            let keys = fetch_keys(&self.shared, &self.queues, rotation, self.scaler.current());
-            let deliveries = match self.shared.broker.fetch(&keys, permits.len()).await {
+            let (keys, caps) =
+                fetch_keys(&self.shared, &self.queues, rotation, self.scaler.current());
+            let deliveries = match self.shared.broker.fetch(&keys, permits.len(), &caps).await {
                 Ok(d) => {
                     if let Some(since) = broker_down_since.take() {
                         tracing::info!(
@@ -344,17 +354,20 @@ impl Worker {
                 let Some(permit) = permits.next() else { break };
                 let shared = self.shared.clone();
                 tasks.spawn(async move {
-                    executor::handle(shared, delivery).await;
+                    executor::handle_guarded(shared, delivery).await;
                     drop(permit);
                 });
             }
         }
-        self.drain(tasks).await;
-        maintenance.abort();
+        self.drain(tasks, maintenance).await;
         Ok(())
     }
 
-    async fn drain(&self, mut tasks: tokio::task::JoinSet<()>) {
+    async fn drain(
+        &self,
+        mut tasks: tokio::task::JoinSet<()>,
+        maintenance: tokio::task::JoinHandle<()>,
+    ) {
         let grace = self.shared.config.worker.shutdown_grace;
         let running = self.shared.in_flight().len();
         if running > 0 {
@@ -381,6 +394,9 @@ impl Worker {
             }
         }
         while tasks.join_next().await.is_some() {}
+        // Stop heartbeating before leaving the fleet, or a last heartbeat would re-register us.
+        maintenance.abort();
+        let _ = maintenance.await;
         // Anything still owned (fetched but not finished) goes back; then leave the fleet.
         match self.shared.broker.restore(&[]).await {
             Ok(0) => {}
@@ -403,16 +419,24 @@ impl Worker {
 
 /// The list keys to fetch from, in drain order: `priority_*` queues first, then the others
 /// (rotated for fairness), then `retention`; within a queue kombu's priority lists 0, 3, 6, 9.
-/// Queues at their configured share of slots are left out this round.
-fn fetch_keys(shared: &Shared, queues: &[String], rotation: usize, slots: u32) -> Vec<String> {
+/// Queues at their configured share of slots (`queue_shares`) are left out this round, and the
+/// others get a cap on how many messages this fetch may take from them.
+fn fetch_keys(
+    shared: &Shared,
+    queues: &[String],
+    rotation: usize,
+    slots: u32,
+) -> (Vec<String>, Vec<(String, usize)>) {
     let running = shared.running_per_queue();
     let shares = &shared.config.worker.queue_shares;
-    let allowed = |q: &String| match shares.get(q) {
-        Some(share) => {
-            (running.get(q).copied().unwrap_or(0) as f64) < (share * slots as f64).max(1.0)
-        }
-        None => true,
-    };
+    // How many more messages each shared queue may take this round (at least one slot each).
+    let mut caps = Vec::new();
+    for (queue, share) in shares {
+        let allowed = ((share * f64::from(slots)).floor() as usize).max(1);
+        let remaining = allowed.saturating_sub(running.get(queue).copied().unwrap_or(0));
+        caps.push((queue.clone(), remaining));
+    }
+    let blocked = |q: &String| caps.iter().any(|(c, n)| c == q && *n == 0);
     let high: Vec<&String> = queues
         .iter()
         .filter(|q| q.starts_with("priority_"))
@@ -429,16 +453,18 @@ fn fetch_keys(shared: &Shared, queues: &[String], rotation: usize, slots: u32) -
         let len = normal.len();
         normal.rotate_left(rotation % len);
     }
-    high.into_iter()
+    let keys = high
+        .into_iter()
         .chain(normal)
         .chain(low)
-        .filter(|q| allowed(q))
+        .filter(|q| !blocked(q))
         .flat_map(|q| {
             message::PRIORITY_STEPS
                 .iter()
                 .map(move |p| message::queue_key(q, *p))
         })
-        .collect()
+        .collect();
+    (keys, caps)
 }
 
 /// Heartbeat and lease renewal, reaping dead peers, promoting due delayed messages, autoscaling.
@@ -455,18 +481,36 @@ async fn maintain(
     for timer in [&mut heartbeat, &mut promote, &mut scale] {
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
+    // After a broker outage every worker's heartbeat is stale at once. Reaping only once our
+    // own heartbeats have succeeded for `dead_after` gives every live peer time to heartbeat
+    // again first, so an outage never turns into a fleet-wide redelivery.
+    let mut healthy_since: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = heartbeat.tick() => {
                 let tags: Vec<String> = shared.in_flight().into_iter().map(|(tag, _)| tag).collect();
-                match shared.broker.heartbeat(&tags).await {
-                    Ok(true) => {}
-                    Ok(false) => {
+                let beat = tokio::time::timeout(cfg.heartbeat_interval, shared.broker.heartbeat(&tags)).await;
+                match beat {
+                    Ok(Ok(true)) => {
+                        healthy_since.get_or_insert_with(Instant::now);
+                    }
+                    Ok(Ok(false)) => {
                         tracing::error!("this worker was declared dead by its peers (heartbeat lapsed); abandoning running tasks, which were redelivered");
                         shared.cancel_all(executor::REASON_FENCED);
                         let _ = shared.broker.register().await;
+                        healthy_since = Some(Instant::now());
                     }
-                    Err(err) => tracing::warn!(error = %format_args!("{err:#}"), "heartbeat failed"),
+                    Ok(Err(err)) => {
+                        healthy_since = None;
+                        tracing::warn!(error = %format_args!("{err:#}"), "heartbeat failed");
+                    }
+                    Err(_) => {
+                        healthy_since = None;
+                        tracing::warn!("heartbeat timed out");
+                    }
+                }
+                if healthy_since.is_none_or(|since| since.elapsed() < cfg.dead_after) {
+                    continue;
                 }
                 if let Err(err) = shared.broker.restore_orphans(&tags, ORPHAN_AGE).await {
                     tracing::debug!(error = %format_args!("{err:#}"), "orphan check failed");

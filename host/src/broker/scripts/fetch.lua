@@ -12,11 +12,16 @@
 -- KEYS[4..]  queue list keys, in the order they must be drained
 -- ARGV[1]    now, unix seconds as a float (kombu's unacked_index score)
 -- ARGV[2]    the most messages to take
+-- ARGV[3]    JSON object queue -> the most messages to take from that queue ('{}': no caps)
 -- Returns    a flat array: list_key, tag, envelope, list_key, tag, envelope, ...
 
 local out = {}
 local max = tonumber(ARGV[2])
 local taken = 0
+local caps = {}
+if ARGV[3] and ARGV[3] ~= '' and ARGV[3] ~= '{}' then
+    caps = cjson.decode(ARGV[3])
+end
 
 local function queue_of(key)
     local sep = string.find(key, '\6\22', 1, true)
@@ -27,9 +32,11 @@ local function queue_of(key)
 end
 
 for i = 4, #KEYS do
-    while taken < max do
-        local raw = redis.call('RPOP', KEYS[i])
-        if not raw then
+    local queue = queue_of(KEYS[i])
+    while taken < max and (caps[queue] == nil or caps[queue] > 0) do
+        -- A queue key of the wrong type (someone SET it) is skipped, not fatal to the fetch.
+        local raw = redis.pcall('RPOP', KEYS[i])
+        if type(raw) ~= 'string' then
             break
         end
         local tag, exchange, routing_key
@@ -65,6 +72,9 @@ for i = 4, #KEYS do
         out[#out + 1] = tag
         out[#out + 1] = raw
         taken = taken + 1
+        if caps[queue] ~= nil then
+            caps[queue] = caps[queue] - 1
+        end
     end
     if taken >= max then
         break

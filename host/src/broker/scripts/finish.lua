@@ -22,24 +22,39 @@
 -- Returns  1 when applied, 0 when fenced off
 
 local tag = ARGV[1]
-if ARGV[2] == '1' and redis.call('HEXISTS', KEYS[3], tag) == 0 then
+local owned = redis.call('HEXISTS', KEYS[3], tag) == 1
+if ARGV[2] == '1' and not owned then
     return 0
 end
 local pushes = tonumber(ARGV[6])
 local results = tonumber(ARGV[7])
+-- A push to a key of the wrong type (a signature naming a non-list "queue") must not abort the
+-- rest half-way: it is dead-lettered with the envelope instead.
 for i = 1, pushes do
-    redis.call('LPUSH', KEYS[5 + i], ARGV[8 + i])
+    local pushed = redis.pcall('LPUSH', KEYS[5 + i], ARGV[8 + i])
+    if type(pushed) ~= 'number' then
+        redis.call('LPUSH', KEYS[4], cjson.encode({
+            reason = 'could not publish a follow-up task to ' .. KEYS[5 + i] .. ': not a queue list',
+            kind = 'Publish', list_key = KEYS[5 + i], raw = ARGV[8 + i] }))
+    end
 end
 local ttl = tonumber(ARGV[3])
 for i = 1, results do
     local key = KEYS[5 + pushes + i]
     local value = ARGV[8 + pushes + i]
-    if ttl > 0 then
-        redis.call('SETEX', key, ttl, value)
-    else
-        redis.call('SET', key, value)
+    -- As Celery's backend does, a stored SUCCESS is never overwritten (a late duplicate run
+    -- must not replace it).
+    local current = redis.pcall('GET', key)
+    local done = type(current) == 'string'
+        and (string.find(current, '"status":"SUCCESS"', 1, true) or string.find(current, '"status": "SUCCESS"', 1, true))
+    if not done then
+        if ttl > 0 then
+            redis.pcall('SETEX', key, ttl, value)
+        else
+            redis.pcall('SET', key, value)
+        end
+        redis.call('PUBLISH', key, value)
     end
-    redis.call('PUBLISH', key, value)
 end
 if ARGV[5] ~= '' then
     redis.call('ZADD', KEYS[5], ARGV[5], ARGV[8])
@@ -47,7 +62,10 @@ end
 if ARGV[4] ~= '' then
     redis.call('LPUSH', KEYS[4], ARGV[4])
 end
-redis.call('HDEL', KEYS[1], tag)
-redis.call('ZREM', KEYS[2], tag)
-redis.call('HDEL', KEYS[3], tag)
+-- Early-acked messages were already removed; only an owned tag is ours to remove.
+if owned then
+    redis.call('HDEL', KEYS[1], tag)
+    redis.call('ZREM', KEYS[2], tag)
+    redis.call('HDEL', KEYS[3], tag)
+end
 return 1

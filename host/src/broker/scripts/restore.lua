@@ -24,21 +24,30 @@ end
 local restored = 0
 for _, tag in ipairs(tags) do
     local key = redis.call('HGET', KEYS[3], tag)
-    local record = redis.call('HGET', KEYS[1], tag)
-    if key and record then
-        local ok, parts = pcall(cjson.decode, record)
-        if ok and type(parts) == 'table' and type(parts[1]) == 'string' then
-            redis.call('RPUSH', key, parts[1])
-            restored = restored + 1
-        else
-            redis.call('LPUSH', KEYS[4], cjson.encode({
-                reason = 'unacked record could not be restored: not [envelope, exchange, routing_key]',
-                kind = 'Restore', queue = key, at_ms = tonumber(ARGV[2]), raw = record }))
+    -- Only messages this worker owns are touched: a tag it no longer owns may be another
+    -- worker's now, and its unacked record is that worker's safety net.
+    if key then
+        local record = redis.call('HGET', KEYS[1], tag)
+        if record then
+            local ok, parts = pcall(cjson.decode, record)
+            local pushed = false
+            if ok and type(parts) == 'table' and type(parts[1]) == 'string' then
+                pushed = redis.pcall('RPUSH', key, parts[1])
+                pushed = type(pushed) == 'number'
+            end
+            if pushed then
+                restored = restored + 1
+            else
+                redis.call('LPUSH', KEYS[4], cjson.encode({
+                    reason = 'unacked record could not be restored to ' .. key,
+                    kind = 'Restore', queue = key, list_key = key, at_ms = tonumber(ARGV[2]),
+                    raw = (ok and type(parts) == 'table' and type(parts[1]) == 'string') and parts[1] or record }))
+            end
+            redis.call('HDEL', KEYS[1], tag)
+            redis.call('ZREM', KEYS[2], tag)
         end
+        redis.call('HDEL', KEYS[3], tag)
     end
-    redis.call('HDEL', KEYS[1], tag)
-    redis.call('ZREM', KEYS[2], tag)
-    redis.call('HDEL', KEYS[3], tag)
 end
 if ARGV[1] ~= '' then
     redis.call('ZREM', KEYS[5], ARGV[1])

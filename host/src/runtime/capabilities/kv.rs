@@ -209,8 +209,21 @@ impl HostState {
     }
 }
 
+/// A read whose reply would exceed the backend's size cap.
+#[derive(Debug, thiserror::Error)]
+#[error("the values asked for total {total} bytes; one call may return at most {limit}")]
+pub struct ReplyTooLarge {
+    /// Bytes the reply would have had.
+    pub total: u64,
+    /// The cap.
+    pub limit: u64,
+}
+
 fn unavailable(err: anyhow::Error) -> KvError {
-    KvError::Unavailable(format!("{err:#}"))
+    match err.downcast_ref::<ReplyTooLarge>() {
+        Some(too_large) => KvError::TooLarge(too_large.to_string()),
+        None => KvError::Unavailable(format!("{err:#}")),
+    }
 }
 
 impl Host for HostState {
