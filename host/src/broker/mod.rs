@@ -102,6 +102,8 @@ pub struct SentinelOptions {
     pub master: Option<String>,
     /// Password of the sentinels themselves (the master's comes from the URL).
     pub password: Option<String>,
+    /// Connect timeout towards the sentinels and the master (`CELERY_SENTINEL_SOCKET_TIMEOUT`).
+    pub socket_timeout: Option<Duration>,
 }
 
 impl SentinelOptions {
@@ -110,6 +112,7 @@ impl SentinelOptions {
         SentinelOptions {
             master: broker.sentinel_master.clone(),
             password: broker.sentinel_password.clone(),
+            socket_timeout: broker.sentinel_socket_timeout,
         }
     }
 }
@@ -204,7 +207,9 @@ impl Broker {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_number_of_retries(6)
             .set_max_delay(Duration::from_secs(2))
-            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_connection_timeout(Some(
+                sentinel.socket_timeout.unwrap_or(Duration::from_secs(5)),
+            ))
             .set_response_timeout(Some(Duration::from_secs(30)));
         let conn = ConnectionManager::new_with_config(client, config)
             .await
