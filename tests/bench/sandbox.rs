@@ -107,8 +107,14 @@ fn main() {
     let mut md = String::new();
     let cache = tempfile::tempdir().expect("tempdir");
 
-    // Per-task overhead.
-    let noop = guest_bytes("taskbox_guest_noop");
+    // Per-task overhead (`--guest CRATE` measures another guest's `noop`-named task instead).
+    let guest = args
+        .iter()
+        .position(|a| a == "--guest")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| "taskbox_guest_noop".to_string());
+    let noop = guest_bytes(&guest);
     let single = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
