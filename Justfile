@@ -4,7 +4,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # Every wasm32-wasip2 crate: built-in plugins, then the guests the tests drive.
 plugins := "taskbox-plugin-chunking"
-guests := "taskbox-guest-hostile taskbox-guest-noop taskbox-guest-wrong-version taskbox-guest-cpu taskbox-guest-minimal"
+guests := "taskbox-guest-hostile taskbox-guest-noop taskbox-guest-wrong-version taskbox-guest-cpu taskbox-guest-minimal taskbox-guest-no-export taskbox-guest-unknown-import taskbox-guest-trap-on-load"
 # Crates whose own unit tests run natively, beside the default members.
 native := "taskbox-sdk taskbox-sdk-macro taskbox-plugin-chunking"
 
@@ -43,13 +43,13 @@ venv:
 [group('test')]
 test-fast: build-wasm venv
     cargo build -p taskbox
-    cargo test --workspace --exclude taskbox-guest-hostile --exclude taskbox-guest-noop --exclude taskbox-guest-wrong-version --exclude taskbox-guest-cpu --exclude taskbox-guest-minimal
+    cargo test --workspace --exclude taskbox-guest-hostile --exclude taskbox-guest-noop --exclude taskbox-guest-wrong-version --exclude taskbox-guest-cpu --exclude taskbox-guest-minimal --exclude taskbox-guest-no-export --exclude taskbox-guest-unknown-import --exclude taskbox-guest-trap-on-load
 
 # Format check and clippy with warnings denied (host side and wasm side).
 [group('test')]
 lint:
     cargo fmt --all -- --check
-    cargo clippy --workspace --all-targets --exclude taskbox-guest-hostile --exclude taskbox-guest-noop --exclude taskbox-guest-wrong-version --exclude taskbox-guest-cpu --exclude taskbox-guest-minimal -- -D warnings
+    cargo clippy --workspace --all-targets --exclude taskbox-guest-hostile --exclude taskbox-guest-noop --exclude taskbox-guest-wrong-version --exclude taskbox-guest-cpu --exclude taskbox-guest-minimal --exclude taskbox-guest-no-export --exclude taskbox-guest-unknown-import --exclude taskbox-guest-trap-on-load -- -D warnings
     cargo clippy --target wasm32-wasip2 --profile guest {{ prepend('-p ', plugins) }} {{ prepend('-p ', guests) }} -- -D warnings
 
 # Format the code.

@@ -890,6 +890,48 @@ mod component {
     }
 
     #[tokio::test]
+    async fn a_component_without_the_handler_export_is_refused() {
+        let rt = guests::runtime(cache_dir());
+        let err = rt
+            .load(&guests::guest_bytes("taskbox_guest_no_export"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SandboxError::InvalidComponent { reason } if reason.contains("missing export taskbox:task/handler")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_component_importing_an_unknown_interface_is_refused_naming_it() {
+        let rt = guests::runtime(cache_dir());
+        let err = rt
+            .load(&guests::guest_bytes("taskbox_guest_unknown_import"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SandboxError::InvalidComponent { reason } if reason.contains("exfiltrate")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_component_that_traps_while_loading_is_refused_with_trap() {
+        let rt = guests::runtime(cache_dir());
+        let err = rt
+            .load(&guests::guest_bytes("taskbox_guest_trap_on_load"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SandboxError::Trap { message, .. } if message.contains("refusing to say")),
+            "{err:?}"
+        );
+        // The runtime is unharmed: another component loads and runs.
+        let (rt, c) = hostile().await;
+        assert_next_task_succeeds(&rt, &c).await;
+    }
+
+    #[tokio::test]
     async fn a_core_module_is_refused_as_not_a_component() {
         let rt = guests::runtime(cache_dir());
         let err = rt.load(b"\0asm\x01\0\0\0").await.unwrap_err();
@@ -1262,6 +1304,21 @@ mod report {
                 "not WebAssembly at all",
                 b"#!/bin/sh\nrm -rf /\n".to_vec(),
                 "InvalidComponent",
+            ),
+            (
+                "a component with no handler export",
+                guests::guest_bytes("taskbox_guest_no_export"),
+                "InvalidComponent",
+            ),
+            (
+                "a component importing an unknown interface",
+                guests::guest_bytes("taskbox_guest_unknown_import"),
+                "InvalidComponent",
+            ),
+            (
+                "a component that traps while loading (panic in tasks())",
+                guests::guest_bytes("taskbox_guest_trap_on_load"),
+                "Trap",
             ),
         ] {
             let observed = match rt.load(&bytes).await {

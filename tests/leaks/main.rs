@@ -39,7 +39,10 @@ fn snapshot() -> Snapshot {
 
 #[test]
 fn a_thousand_hostile_runs_per_case_leak_nothing() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let cache = tempfile::tempdir().unwrap();
         let runtime = guests::runtime(cache.path());
