@@ -376,6 +376,43 @@ mod memory_grow_bomb {
     }
 }
 
+mod resource_bomb {
+    use super::*;
+
+    #[tokio::test]
+    async fn resources_within_the_cap_are_fine() {
+        let (rt, c) = hostile().await;
+        let spec = RunSpec::hostile("resource_bomb", 500, "").limits(Limits {
+            max_resources: 1_000,
+            ..limits()
+        });
+        assert_eq!(output(&run(&rt, &c, spec).await), json!(500));
+    }
+
+    #[tokio::test]
+    async fn host_handles_created_in_a_loop_fail_with_memory_limit() {
+        let (rt, c) = hostile().await;
+        let spec = RunSpec::hostile("resource_bomb", 0, "").limits(Limits {
+            max_resources: 1_000,
+            fuel: None,
+            ..limits()
+        });
+        let err = error(run(&rt, &c, spec).await);
+        assert!(
+            matches!(
+                err,
+                SandboxError::MemoryLimit {
+                    resource: "host resource handles",
+                    limit: 1_000,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_next_task_succeeds(&rt, &c).await;
+    }
+}
+
 mod recurse {
     use super::*;
 
@@ -1083,6 +1120,19 @@ mod report {
                 n: 0,
                 arg: "",
                 limits: tight(),
+                grants: None,
+                expected: "MemoryLimit",
+            },
+            Row {
+                case: "resource_bomb",
+                what: "WASI handles created in a loop and never dropped",
+                n: 0,
+                arg: "",
+                limits: Limits {
+                    max_resources: 1_000,
+                    fuel: None,
+                    ..tight()
+                },
                 grants: None,
                 expected: "MemoryLimit",
             },

@@ -222,6 +222,7 @@ pub(crate) fn classify(
     err: wasmtime::Error,
     interrupt: Option<&InterruptCause>,
     budget: u64,
+    max_resources: u64,
     stderr: &str,
 ) -> SandboxError {
     if let Some(limit) = err.downcast_ref::<LimitExceeded>() {
@@ -229,6 +230,15 @@ pub(crate) fn classify(
             resource: limit.resource,
             requested: limit.requested,
             limit: limit.limit,
+        };
+    }
+    if let Some(wasmtime::component::ResourceTableError::Full) =
+        err.downcast_ref::<wasmtime::component::ResourceTableError>()
+    {
+        return SandboxError::MemoryLimit {
+            resource: "host resource handles",
+            requested: max_resources.saturating_add(1),
+            limit: max_resources,
         };
     }
     if err.downcast_ref::<HostFuelExhausted>().is_some() {

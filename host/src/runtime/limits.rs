@@ -35,6 +35,8 @@ pub struct Limits {
     pub max_progress_reports: u32,
     /// Maximum follow-up tasks one task may enqueue.
     pub max_enqueue: u32,
+    /// Maximum host resource handles (WASI streams, pollables, files) alive at once.
+    pub max_resources: u32,
 }
 
 impl Default for Limits {
@@ -51,6 +53,7 @@ impl Default for Limits {
             max_log_bytes: 1024 * 1024,
             max_progress_reports: 10_000,
             max_enqueue: 1_000,
+            max_resources: 10_000,
         }
     }
 }
@@ -98,6 +101,9 @@ pub struct LimitsOverride {
     /// Follow-up tasks.
     #[serde(default)]
     pub max_enqueue: Option<u32>,
+    /// Host resource handles alive at once.
+    #[serde(default)]
+    pub max_resources: Option<u32>,
 }
 
 impl Limits {
@@ -136,6 +142,9 @@ impl Limits {
         }
         if let Some(v) = over.max_enqueue {
             l.max_enqueue = v;
+        }
+        if let Some(v) = over.max_resources {
+            l.max_resources = v;
         }
         l
     }

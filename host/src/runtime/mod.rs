@@ -244,7 +244,13 @@ impl Runtime {
             }
             Ok(Err(err)) => {
                 let stderr = String::from_utf8_lossy(&stderr.contents()).into_owned();
-                let cause = classify(err, store.data().clock.interrupt.as_ref(), budget, &stderr);
+                let cause = classify(
+                    err,
+                    store.data().clock.interrupt.as_ref(),
+                    budget,
+                    u64::from(limits.max_resources),
+                    &stderr,
+                );
                 return Err(match cause {
                     SandboxError::CapabilityDenied { capability, detail } => {
                         SandboxError::invalid(format!(
@@ -285,9 +291,11 @@ impl Runtime {
         // The pool's slot size is a hard ceiling; the limiter must trip first so the failure is
         // reported as MemoryLimit and not as a failed grow inside the guest.
         limits.memory = limits.memory.min(self.settings.max_memory);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.max_resources as usize);
         let state = HostState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: limits::MemoryLimiter::new(&limits),
             task: meta,
             grants,
@@ -387,6 +395,7 @@ impl Runtime {
                     err,
                     data.clock.interrupt.as_ref(),
                     budget,
+                    u64::from(data.limits.max_resources),
                     &stderr,
                 ))
             }

@@ -12,6 +12,7 @@ macro_rules! hostile_cases {
             alloc,
             alloc_small_steps,
             memory_grow_bomb,
+            resource_bomb,
             recurse,
             output,
             huge_error,

@@ -73,6 +73,17 @@ fn run(case: String, #[default(0)] n: u64, arg: Option<String>) -> Result<Value,
                 return Err(TaskError::fail("memory.grow returned -1"));
             }
         },
+        Case::resource_bomb => {
+            // Host-side handles (WASI pollables) created and never dropped: each one is an
+            // entry in the host's resource table, which must be capped per task.
+            let mut held = Vec::new();
+            loop {
+                held.push(new_pollable());
+                if n > 0 && held.len() as u64 >= n {
+                    return Ok(json!(held.len()));
+                }
+            }
+        }
         Case::recurse => {
             let depth = if n == 0 { u64::MAX / 2 } else { n };
             Ok(json!(recurse(depth)))
@@ -157,6 +168,17 @@ fn recurse(depth: u64) -> u64 {
         return 0;
     }
     black_box(recurse(black_box(depth - 1))).wrapping_add(1)
+}
+
+/// A fresh host resource (a WASI clock pollable).
+#[cfg(target_arch = "wasm32")]
+fn new_pollable() -> wasip2::io::poll::Pollable {
+    wasip2::clocks::monotonic_clock::subscribe_duration(1)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn new_pollable() -> u64 {
+    0
 }
 
 fn core_grow() -> usize {
