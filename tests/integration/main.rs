@@ -359,32 +359,63 @@ retry_on = ["Fail"]
 }
 
 #[test]
-fn sandbox_errors_are_stored_with_their_kind() {
+fn hostile_tasks_through_redis_store_their_error_kind_and_the_worker_keeps_serving() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let extra = r#"
 [tasks."hostile.run".limits]
 fuel = 100000000
 memory = "32MiB"
+timeout = "2s"
+max_output = "64KiB"
+max_resources = 1000
 "#;
-    let _worker = WorkerProcess::start(&redis, &test_config(dir.path(), extra), &["-c", "2"]);
-    for (case, kind) in [
-        ("spin", "OutOfFuel"),
-        ("memory_grow_bomb", "MemoryLimit"),
-        ("panic", "Trap"),
-        ("recurse", "StackOverflow"),
-    ] {
-        let id = publish(&redis, "hostile.run", json!([case]), "pipeline", |_| {});
+    let worker = WorkerProcess::start(&redis, &test_config(dir.path(), extra), &["-c", "2"]);
+    let worker_id = |conn: &mut redis::Connection| -> Vec<(String, f64)> {
+        conn.zrange_withscores("taskbox:workers", 0, -1).unwrap()
+    };
+    let first_beat = worker_id(&mut redis.conn());
+    assert_eq!(first_beat.len(), 1, "the worker registered");
+    let cases: &[(&str, Value, &str)] = &[
+        ("spin", json!(["spin"]), "OutOfFuel"),
+        (
+            "memory_grow_bomb",
+            json!(["memory_grow_bomb"]),
+            "MemoryLimit",
+        ),
+        ("alloc", json!(["alloc", 100_000_000]), "MemoryLimit"),
+        ("resource_bomb", json!(["resource_bomb"]), "MemoryLimit"),
+        ("recurse", json!(["recurse"]), "StackOverflow"),
+        ("panic", json!(["panic"]), "Trap"),
+        ("trap", json!(["trap"]), "Trap"),
+        ("output", json!(["output", 1_000_000]), "OutputTooLarge"),
+        ("sleep", json!(["sleep", 60_000]), "Timeout"),
+        ("read_file", json!(["read_file", 0, "/etc/passwd"]), "Fail"),
+        (
+            "mail injection",
+            json!(["mail", 1, "a@example.com\r\nBcc: v@example.com"]),
+            "Reject",
+        ),
+    ];
+    for (name, args, kind) in cases {
+        let id = publish(&redis, "hostile.run", args.clone(), "pipeline", |_| {});
         let meta = wait_result(&redis, &id, Duration::from_secs(30));
-        assert_eq!(meta["status"], "FAILURE", "{case}");
-        assert_eq!(meta["result"]["exc_type"], kind, "{case}");
-        assert_eq!(meta["taskbox"]["error_kind"], kind);
+        assert_eq!(meta["status"], "FAILURE", "{name}");
+        assert_eq!(meta["result"]["exc_type"], *kind, "{name}: {meta}");
+        assert_eq!(meta["taskbox"]["error_kind"], *kind);
+        let ok = publish(&redis, "echo", json!([name]), "pipeline", |_| {});
+        assert_eq!(
+            wait_result(&redis, &ok, Duration::from_secs(30))["result"],
+            json!(name),
+            "the next task runs after {name}"
+        );
     }
-    let ok = publish(&redis, "echo", json!([1]), "pipeline", |_| {});
-    assert_eq!(
-        wait_result(&redis, &ok, Duration::from_secs(30))["result"],
-        1,
-        "the worker keeps serving"
+    let last_beat = worker_id(&mut redis.conn());
+    assert_eq!(last_beat.len(), 1);
+    assert!(
+        last_beat[0].1 > first_beat[0].1,
+        "the worker kept heartbeating:\n{}",
+        worker.logs()
     );
 }
 
