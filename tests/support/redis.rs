@@ -18,28 +18,23 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free loopback port and waits until it answers.
     pub fn start() -> RedisServer {
-        let dir = tempfile::tempdir().expect("tempdir for redis");
-        let port = free_port();
-        let mut server = RedisServer {
-            child: None,
-            port,
-            dir,
-            persistent: false,
-        };
-        server.spawn();
-        server
+        RedisServer::start_with(false)
     }
 
     /// Like [`RedisServer::start`], but with an fsync-always append-only file, so data survives
     /// [`RedisServer::restart`] (for tests where Redis goes away under load).
     pub fn start_persistent() -> RedisServer {
+        RedisServer::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> RedisServer {
         let dir = tempfile::tempdir().expect("tempdir for redis");
         let port = free_port();
         let mut server = RedisServer {
             child: None,
             port,
             dir,
-            persistent: true,
+            persistent,
         };
         server.spawn();
         server
