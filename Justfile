@@ -3,10 +3,8 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # Every wasm32-wasip2 crate: built-in plugins, then the guests the tests drive.
-plugins := "taskbox-plugin-chunking"
-guests := "taskbox-guest-hostile taskbox-guest-noop taskbox-guest-wrong-version taskbox-guest-cpu taskbox-guest-minimal taskbox-guest-no-export taskbox-guest-unknown-import taskbox-guest-trap-on-load"
-# Crates whose own unit tests run natively, beside the default members.
-native := "taskbox-sdk taskbox-sdk-macro taskbox-plugin-chunking"
+plugins := "taskbox-plugin-extract taskbox-plugin-chunking taskbox-plugin-indexing taskbox-plugin-mail taskbox-plugin-retention"
+guests := "taskbox-guest-hostile taskbox-guest-noop taskbox-guest-wrong-version taskbox-guest-cpu taskbox-guest-minimal taskbox-guest-no-export taskbox-guest-unknown-import taskbox-guest-trap-on-load taskbox-guest-versioned"
 
 # List the recipes.
 [group('help')]
@@ -16,6 +14,9 @@ default:
 # Build every component (built-ins and test guests) for wasm32-wasip2.
 [group('build')]
 build-wasm:
+    # The versioned test guest twice: as version 2 (kept under another name), then version 1.
+    TASKBOX_GUEST_VERSION=2 cargo build --target wasm32-wasip2 --profile guest -p taskbox-guest-versioned
+    cp "${CARGO_TARGET_DIR:-target}/wasm32-wasip2/guest/taskbox_guest_versioned.wasm" "${CARGO_TARGET_DIR:-target}/wasm32-wasip2/guest/taskbox_guest_versioned_v2.wasm"
     cargo build --target wasm32-wasip2 --profile guest {{ prepend('-p ', plugins) }} {{ prepend('-p ', guests) }}
 
 # Build the release `taskbox` binary with the built-in components embedded.
@@ -36,20 +37,20 @@ venv:
     venv="${CARGO_TARGET_DIR:-target}/celery-venv"
     if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import celery, redis' 2>/dev/null; then
         python3 -m venv "$venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check 'celery[redis]==5.6.3'
+        "$venv/bin/pip" install --quiet --disable-pip-version-check 'celery[redis]==5.6.3' 'aiosmtpd==1.4.6'
     fi
 
 # Run the tests without the lint step (a quicker local loop).
 [group('test')]
 test-fast: build-wasm venv
     cargo build -p taskbox
-    cargo test --workspace --exclude taskbox-guest-hostile --exclude taskbox-guest-noop --exclude taskbox-guest-wrong-version --exclude taskbox-guest-cpu --exclude taskbox-guest-minimal --exclude taskbox-guest-no-export --exclude taskbox-guest-unknown-import --exclude taskbox-guest-trap-on-load
+    cargo test --workspace --exclude taskbox-guest-hostile --exclude taskbox-guest-noop --exclude taskbox-guest-wrong-version --exclude taskbox-guest-cpu --exclude taskbox-guest-minimal --exclude taskbox-guest-no-export --exclude taskbox-guest-unknown-import --exclude taskbox-guest-trap-on-load --exclude taskbox-guest-versioned
 
 # Format check and clippy with warnings denied (host side and wasm side).
 [group('test')]
 lint:
     cargo fmt --all -- --check
-    cargo clippy --workspace --all-targets --exclude taskbox-guest-hostile --exclude taskbox-guest-noop --exclude taskbox-guest-wrong-version --exclude taskbox-guest-cpu --exclude taskbox-guest-minimal --exclude taskbox-guest-no-export --exclude taskbox-guest-unknown-import --exclude taskbox-guest-trap-on-load -- -D warnings
+    cargo clippy --workspace --all-targets --exclude taskbox-guest-hostile --exclude taskbox-guest-noop --exclude taskbox-guest-wrong-version --exclude taskbox-guest-cpu --exclude taskbox-guest-minimal --exclude taskbox-guest-no-export --exclude taskbox-guest-unknown-import --exclude taskbox-guest-trap-on-load --exclude taskbox-guest-versioned -- -D warnings
     cargo clippy --target wasm32-wasip2 --profile guest {{ prepend('-p ', plugins) }} {{ prepend('-p ', guests) }} -- -D warnings
 
 # Format the code.

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, parse_bytes, parse_duration};
 use crate::exec::{self, ExecRequest};
 use crate::runtime::{DirGrant, LimitsOverride};
-use crate::telemetry::{self, LogFormat};
+use crate::telemetry::{self, Console, LogFormat};
 
 /// Exit codes of `taskbox exec`, shown in its `--help` and the README.
 pub const EXEC_EXIT_CODES: &str = "\
@@ -37,12 +37,16 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "taskbox", version, about, long_about = None)]
 pub struct Cli {
-    /// Log filter, e.g. `info` or `taskbox=debug,warn`.
-    #[arg(long, global = true, env = "LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
-    /// Log format.
-    #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// Log filter, e.g. `info` or `taskbox=debug,warn` (default: LOG_LEVEL, else info).
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    /// Log format (default: LOG_FORMAT, else text).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Also write the logs of `worker` and `beat` to this file, rotated by size
+    /// (default: LOG_FILE; LOG_FILE_MAX_SIZE and LOG_FILE_BACKUP_COUNT size it).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -66,6 +70,159 @@ pub enum Command {
     Dlq(DlqArgs),
     /// Delete every waiting message of the given queues.
     Purge(PurgeArgs),
+    /// Enqueue periodic tasks on schedule; run several for availability, one leads.
+    Beat(BeatArgs),
+    /// Third-party plugins: list, inspect, verify, install, remove, scaffold.
+    Plugin(PluginArgs),
+    /// Ask the live workers what they are doing (or read queue state from Redis).
+    Inspect(InspectArgs),
+    /// Steer live workers: shut down, resize, revoke tasks.
+    Control(ControlArgs),
+}
+
+/// Flags shared by `inspect` and `control`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// Only these workers (name like taskbox@host, or worker id). Repeatable.
+    #[arg(short = 'd', long = "destination", global = true)]
+    pub destination: Vec<String>,
+    /// How long to wait for replies.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, global = true)]
+    pub timeout: Duration,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to ask.
+    #[command(subcommand)]
+    pub command: InspectCommand,
+}
+
+/// `taskbox inspect` subcommands.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum InspectCommand {
+    /// Which workers answer.
+    Ping,
+    /// Tasks running now.
+    Active,
+    /// Tasks fetched but not started (always empty: slots fetch only what they start).
+    Reserved,
+    /// Tasks waiting for an ETA or retry countdown (read from Redis).
+    Scheduled,
+    /// Task names each worker serves.
+    Registered,
+    /// Each worker's description and counters.
+    Stats,
+    /// Per queue and priority: depth, unacked, delayed; and the dead-letter count (from Redis).
+    Queues,
+}
+
+/// `taskbox control` flags.
+#[derive(Debug, clap::Args)]
+pub struct ControlArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// Only these workers (name like taskbox@host, or worker id). Repeatable.
+    #[arg(short = 'd', long = "destination", global = true)]
+    pub destination: Vec<String>,
+    /// How long to wait for replies.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, global = true)]
+    pub timeout: Duration,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ControlCommand,
+}
+
+/// `taskbox control` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ControlCommand {
+    /// Warm shutdown: running tasks finish (within the grace period), then the worker exits.
+    Shutdown,
+    /// Add N task slots.
+    PoolGrow {
+        /// Slots to add.
+        #[arg(default_value_t = 1)]
+        n: u32,
+    },
+    /// Remove N task slots (busy ones as their tasks finish).
+    PoolShrink {
+        /// Slots to remove.
+        #[arg(default_value_t = 1)]
+        n: u32,
+    },
+    /// Never run this task; with --terminate also stop it where it runs now. Stores REVOKED.
+    Revoke {
+        /// The task id.
+        id: String,
+        /// Interrupt the running task inside its sandbox.
+        #[arg(long)]
+        terminate: bool,
+    },
+}
+
+/// `taskbox plugin` flags.
+#[derive(Debug, clap::Args)]
+pub struct PluginArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: PluginCommand,
+}
+
+/// `taskbox plugin` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Every plugin of the plugin directory (checked here) and what each live worker loaded.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A component's imports, exports, WIT version, tasks, limits and manifest.
+    Info {
+        /// A built-in or installed plugin name, or a `.wasm` file.
+        target: String,
+        /// The manifest of a `.wasm` file (default: plugin.toml beside it, if any).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
+    /// Run every load-time check of a component against its manifest and this configuration.
+    Verify {
+        /// The `.wasm` file.
+        file: PathBuf,
+        /// Its manifest.
+        #[arg(long)]
+        manifest: PathBuf,
+    },
+    /// Verify, then install into the plugin directory atomically (running workers pick it up).
+    Add {
+        /// The `.wasm` file.
+        file: PathBuf,
+        /// Its manifest.
+        #[arg(long)]
+        manifest: PathBuf,
+    },
+    /// Remove an installed plugin (running workers stop serving it; queued tasks wait).
+    Remove {
+        /// The plugin's name.
+        name: String,
+    },
+    /// Write a ready-to-build plugin crate that depends only on taskbox-sdk.
+    New {
+        /// The plugin's name (also the crate directory).
+        name: String,
+        /// Where to create the crate directory (default: the current directory).
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+        /// Path to the taskbox-sdk crate (default: the SDK this taskbox was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
 }
 
 /// Exit codes of `taskbox send --wait` and `taskbox result`.
@@ -89,6 +246,10 @@ pub struct ConfigArgs {
     /// Result backend URL (default: the broker).
     #[arg(long, global = true)]
     pub result_backend: Option<String>,
+    /// Plugin directory: `<DIR>/<name>/plugin.toml` beside each component
+    /// (overrides TASKBOX_PLUGINS_DIR).
+    #[arg(long = "plugins", global = true, value_name = "DIR")]
+    pub plugins_dir: Option<PathBuf>,
 }
 
 impl ConfigArgs {
@@ -97,6 +258,12 @@ impl ConfigArgs {
         let flags = [
             ("--broker", self.broker.clone()),
             ("--result-backend", self.result_backend.clone()),
+            (
+                "--plugins",
+                self.plugins_dir
+                    .as_ref()
+                    .map(|p| p.to_string_lossy().into_owned()),
+            ),
         ];
         for (flag, value) in flags.iter().chain(extra.iter()) {
             if let Some(v) = value {
@@ -131,6 +298,13 @@ pub struct WorkerArgs {
     /// How long a warm shutdown waits for running tasks.
     #[arg(long)]
     pub shutdown_grace: Option<String>,
+    /// Serve /healthz, /readyz and /metrics on HOST:PORT, e.g. 127.0.0.1:9808.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http: Option<String>,
+    /// Also run the beat scheduler in this process (small deployments; it still competes
+    /// for the lease with other beat replicas).
+    #[arg(long)]
+    pub beat: bool,
 }
 
 /// `taskbox send` flags.
@@ -217,6 +391,26 @@ pub enum DlqAction {
     Purge,
 }
 
+/// `taskbox beat` flags.
+#[derive(Debug, clap::Args)]
+pub struct BeatArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// A TOML file of `[beat.schedule.<name>]` tables laid over the configuration's.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub schedule: Option<PathBuf>,
+    /// What to do (default: run the scheduler).
+    #[command(subcommand)]
+    pub action: Option<BeatAction>,
+}
+
+/// `taskbox beat` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BeatAction {
+    /// Each entry with its enabled state, schedule, last run and next run, and the leader.
+    List,
+}
+
 /// `taskbox purge` flags.
 #[derive(Debug, clap::Args)]
 pub struct PurgeArgs {
@@ -282,7 +476,11 @@ pub struct ExecArgs {
 /// Entry point of the binary: parses flags, runs the command, maps the result to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(&cli.log_level, cli.log_format);
+    let console = log_console(&cli.command);
+    if let Err(err) = telemetry::init(&log_settings(&cli, console), console) {
+        eprintln!("error: {err:#}");
+        return ExitCode::from(1);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -301,6 +499,10 @@ pub fn main() -> ExitCode {
             Command::Result(args) => crate::ops::result(args).await,
             Command::Dlq(args) => crate::ops::dlq(args).await,
             Command::Purge(args) => crate::ops::purge(args).await,
+            Command::Beat(args) => run_beat(args).await,
+            Command::Plugin(args) => crate::registry::commands::run(args).await,
+            Command::Inspect(args) => crate::inspect::inspect(args).await,
+            Command::Control(args) => crate::inspect::control(args).await,
         }
     });
     match code {
@@ -308,6 +510,83 @@ pub fn main() -> ExitCode {
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Long-running commands (`worker`, `beat` running the scheduler) log to stdout, which is what
+/// container runtimes collect; every other command logs to stderr, keeping its stdout for its
+/// own output.
+fn log_console(command: &Command) -> Console {
+    match command {
+        Command::Worker(_) => Console::Stdout,
+        Command::Beat(args) if args.action.is_none() => Console::Stdout,
+        _ => Console::Stderr,
+    }
+}
+
+/// The log settings of this run: the configuration file and environment as the command reads
+/// them (`LOG_LEVEL`, `LOG_FORMAT`, `LOG_FILE`, ...), then the global `--log-*` flags. When the
+/// configuration does not load, only the log variables apply (the command itself reports the
+/// error). Commands that log to stderr never write the log file: a one-off command must not
+/// rotate the file a running worker writes.
+fn log_settings(cli: &Cli, console: Console) -> crate::config::LogConfig {
+    let env = |name: &str| std::env::var(name).ok();
+    let path = cli.command.config_args().and_then(|c| c.config.clone());
+    let log_vars = [
+        ("--log-level", "LOG_LEVEL"),
+        ("--log-format", "LOG_FORMAT"),
+        ("--log-file", "LOG_FILE"),
+    ];
+    let mut config = Config::load(path.as_deref(), &env).unwrap_or_else(|_| {
+        let mut fallback = Config::default();
+        for (flag, var) in log_vars {
+            // A Python logging format string in LOG_FORMAT (Dify's .env) is not ours.
+            if let Some(value) = env(var).filter(|v| !v.trim().is_empty() && !v.contains("%(")) {
+                let _ = fallback.apply_flag(flag, &value);
+            }
+        }
+        fallback
+    });
+    let format = cli.log_format.map(|f| match f {
+        LogFormat::Text => "text".to_string(),
+        LogFormat::Json => "json".to_string(),
+    });
+    let file = cli
+        .log_file
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
+    for (flag, value) in [
+        ("--log-level", cli.log_level.clone()),
+        ("--log-format", format),
+        ("--log-file", file),
+    ] {
+        if let Some(value) = value {
+            // These flags only set a field; a bad level is reported when the filter is built.
+            let _ = config.apply_flag(flag, &value);
+        }
+    }
+    let mut log = config.log;
+    if console == Console::Stderr {
+        log.file = None;
+    }
+    log
+}
+
+impl Command {
+    /// The configuration flags of every command that reads the configuration.
+    fn config_args(&self) -> Option<&ConfigArgs> {
+        match self {
+            Command::Exec(_) => None,
+            Command::Worker(a) => Some(&a.common),
+            Command::Send(a) => Some(&a.common),
+            Command::Result(a) => Some(&a.common),
+            Command::Dlq(a) => Some(&a.common),
+            Command::Purge(a) => Some(&a.common),
+            Command::Beat(a) => Some(&a.common),
+            Command::Plugin(a) => Some(&a.common),
+            Command::Inspect(a) => Some(&a.common),
+            Command::Control(a) => Some(&a.common),
         }
     }
 }
@@ -406,11 +685,48 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         ("--name", args.name.clone()),
         ("--dead-after", args.dead_after.clone()),
         ("--shutdown-grace", args.shutdown_grace.clone()),
+        ("--http", args.http.clone()),
     ])?;
+    // Checked before the worker starts, so a bad entry stops start-up.
+    let beat = if args.beat {
+        let entries = crate::beat::entries(&config)?;
+        Some((std::sync::Arc::new(config.clone()), entries))
+    } else {
+        None
+    };
     let shutdown = crate::shutdown::Shutdown::new();
     shutdown.listen_for_signals()?;
-    let worker = crate::worker::Worker::start(config, shutdown).await?;
+    let worker = crate::worker::Worker::start(config, shutdown.clone()).await?;
+    let beat = beat.map(|(config, entries)| {
+        let served = crate::beat::Served::Tasks(worker.shared().registry.current().task_names());
+        tokio::spawn(crate::beat::run(config, entries, served, shutdown.clone()))
+    });
     worker.run().await?;
+    if let Some(beat) = beat {
+        beat.await
+            .map_err(|e| anyhow::anyhow!("the embedded beat scheduler stopped abnormally: {e}"))??;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_beat(args: BeatArgs) -> anyhow::Result<ExitCode> {
+    let mut config = args.common.config()?;
+    if let Some(file) = &args.schedule {
+        config.add_schedule_file(file)?;
+        config.validate()?;
+    }
+    let entries = crate::beat::entries(&config)?;
+    match args.action {
+        Some(BeatAction::List) => {
+            print!("{}", crate::beat::list(&config, &entries).await?);
+        }
+        None => {
+            let shutdown = crate::shutdown::Shutdown::new();
+            shutdown.listen_for_signals()?;
+            let served = crate::beat::Served::Builtins;
+            crate::beat::run(std::sync::Arc::new(config), entries, served, shutdown).await?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

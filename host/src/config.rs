@@ -358,11 +358,11 @@ pub const RETRY_KINDS: [&str; 10] = [
 
 /// Capability names a plugin may be granted, as its `capabilities` list spells them (the WIT
 /// interface names under `taskbox:task/`).
-pub const CAPABILITIES: [&str; 5] = ["log", "progress", "kv", "mail", "queue"];
+pub const CAPABILITIES: [&str; 6] = ["log", "progress", "kv", "mail", "queue", "housekeeping"];
 
 /// Every environment variable [`Config::load`] reads, so documentation and `--help` can list
 /// them and a test can prove each one is read.
-pub const ENV_VARS: [&str; 37] = [
+pub const ENV_VARS: [&str; 57] = [
     "CELERY_BROKER_URL",
     "CELERY_BACKEND",
     "CELERY_RESULT_BACKEND",
@@ -400,10 +400,30 @@ pub const ENV_VARS: [&str; 37] = [
     "TASKBOX_RESULT_EXPIRES",
     "TASKBOX_DEAD_AFTER",
     "TASKBOX_SHUTDOWN_GRACE",
+    "TASKBOX_PLUGIN_POLL",
+    "TASKBOX_UNREGISTERED_TIMEOUT",
+    "TASKBOX_HTTP",
+    "CELERY_BEAT_SCHEDULER_TIME",
+    "ENABLE_CLEAN_EMBEDDING_CACHE_TASK",
+    "ENABLE_CLEAN_UNUSED_DATASETS_TASK",
+    "ENABLE_CREATE_TIDB_SERVERLESS_TASK",
+    "ENABLE_UPDATE_TIDB_SERVERLESS_STATUS_TASK",
+    "ENABLE_CLEAN_MESSAGES",
+    "ENABLE_MAIL_CLEAN_DOCUMENT_NOTIFY_TASK",
+    "ENABLE_DATASETS_QUEUE_MONITOR",
+    "QUEUE_MONITOR_INTERVAL",
+    "ENABLE_CHECK_UPGRADABLE_PLUGIN_TASK",
+    "MARKETPLACE_ENABLED",
+    "ENABLE_WORKFLOW_RUN_CLEANUP_TASK",
+    "ENABLE_WORKFLOW_SCHEDULE_POLLER_TASK",
+    "WORKFLOW_SCHEDULE_POLLER_INTERVAL",
+    "QUEUE_MONITOR_THRESHOLD",
+    "QUEUE_MONITOR_ALERT_EMAILS",
+    "QUEUE_MONITOR_QUEUES",
 ];
 
 /// Every flag [`Config::apply_flag`] understands, so the CLI can check it wires no other.
-pub const FLAGS: [&str; 20] = [
+pub const FLAGS: [&str; 21] = [
     "--broker",
     "--result-backend",
     "-Q",
@@ -424,6 +444,7 @@ pub const FLAGS: [&str; 20] = [
     "--log-level",
     "--log-format",
     "--log-file",
+    "--http",
 ];
 
 /// What replaces secrets in `Debug` output, errors and [`Config::redacted`].
@@ -456,9 +477,36 @@ pub struct Config {
     pub mail: MailConfig,
     /// Log level, format and file. Default: `info` as text on stderr.
     pub log: LogConfig,
+    /// Periodic tasks for `taskbox beat`. Default: Dify's schedule with Dify's switches.
+    pub beat: BeatConfig,
+    /// The queue-depth monitor task (`ops.queue_monitor`). Default: watch `dataset` over 200.
+    pub monitor: MonitorConfig,
     /// Where each key was last set, so errors can say "from TASKBOX_DEAD_AFTER".
     #[serde(skip)]
     origins: Origins,
+}
+
+/// What `ops.queue_monitor` watches and whom it tells, as Dify configures its monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    /// Queues watched. Default: `["dataset"]`. Env: `QUEUE_MONITOR_QUEUES` (comma-separated).
+    pub queues: Vec<String>,
+    /// A queue deeper than this is alerting. Default: `200`. Env: `QUEUE_MONITOR_THRESHOLD`.
+    pub threshold: u64,
+    /// Recipients of alerts and recovery notices. Default: none. Env:
+    /// `QUEUE_MONITOR_ALERT_EMAILS` (comma-separated).
+    pub alert_emails: Vec<String>,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            queues: vec!["dataset".to_string()],
+            threshold: 200,
+            alert_emails: Vec::new(),
+        }
+    }
 }
 
 /// The broker connection. `Debug` redacts the URL's password and the sentinel password.
@@ -595,6 +643,19 @@ pub struct WorkerConfig {
     /// Directory scanned for plugin `.wasm` files and manifests. Default: unset (only
     /// `[plugins.*]` entries). Env: `TASKBOX_PLUGINS_DIR`; flag `--plugins`.
     pub plugins_dir: Option<PathBuf>,
+    /// How often the plugin directory is checked for changes when file-system events are
+    /// missed or unavailable. Default: `"2s"`. Env: `TASKBOX_PLUGIN_POLL`.
+    #[serde(with = "duration")]
+    pub plugin_poll: Duration,
+    /// How long a task whose plugin no worker has loaded waits (returned to its queue every
+    /// few seconds for a worker that has it) before it is dead-lettered. Default: `"5m"`; `"0s"`
+    /// dead-letters at once. Env: `TASKBOX_UNREGISTERED_TIMEOUT`.
+    #[serde(with = "duration")]
+    pub unregistered_timeout: Duration,
+    /// Serve `/healthz`, `/readyz` and `/metrics` on this `host:port`, e.g.
+    /// `"127.0.0.1:9808"`. Default: unset (no endpoint). Env: `TASKBOX_HTTP`; flag `--http`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
     /// Redis list that receives messages which cannot be decoded or have no retries left.
     /// Default: `"taskbox:dead_letter"`.
     pub dead_letter_key: String,
@@ -609,11 +670,14 @@ impl Default for WorkerConfig {
             autoscale: None,
             heartbeat_interval: Duration::from_secs(2),
             dead_after: Duration::from_secs(10),
+            plugin_poll: Duration::from_secs(2),
+            unregistered_timeout: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(30),
             delayed_poll: Duration::from_millis(50),
             queue_shares: BTreeMap::new(),
             cache_dir: None,
             plugins_dir: None,
+            http: None,
             dead_letter_key: "taskbox:dead_letter".to_string(),
         }
     }
@@ -701,14 +765,21 @@ impl RetryPolicy {
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
-    /// The component's `.wasm` file, relative to the working directory. Required.
-    pub path: PathBuf,
+    /// The component's `.wasm` file, relative to the working directory. Unset for a plugin
+    /// installed in the plugin directory (its manifest names the file) or a built-in: the entry
+    /// then only grants. Default: unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
     /// Host interfaces granted (see [`CAPABILITIES`]). Default: none.
     #[serde(default)]
     pub capabilities: Vec<String>,
     /// Queues the plugin may enqueue follow-up tasks to; `"*"` means any. Default: none.
     #[serde(default)]
     pub queues: Vec<String>,
+    /// Other plugins' kv namespaces it may clean up through `housekeeping`; `"*"` means any.
+    /// Default: none.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
     /// Host directories made visible, each `"HOST:GUEST[:ro]"`. Default: none.
     #[serde(default)]
     pub dirs: Vec<String>,
@@ -732,6 +803,7 @@ impl fmt::Debug for PluginConfig {
             .field("path", &self.path)
             .field("capabilities", &self.capabilities)
             .field("queues", &self.queues)
+            .field("namespaces", &self.namespaces)
             .field("dirs", &self.dirs)
             .field("env", &env)
             .field("limits", &self.limits)
@@ -825,7 +897,7 @@ impl MailConfig {
 }
 
 /// Logging: level filter, line format and an optional rotating file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// Level (`trace`…`error`, case-insensitive; Python's `WARNING`/`CRITICAL` work) or
@@ -835,12 +907,14 @@ pub struct LogConfig {
     /// `"text"` or `"json"`. Default: `"text"`. Env: `LOG_FORMAT` (a Python logging format
     /// string there, as Dify's `.env` has, is ignored); flag `--log-format`.
     pub format: String,
-    /// Also write logs to this file, rotated by size. Default: unset (stderr only).
-    /// Env: `LOG_FILE`; flag `--log-file`.
+    /// Also write the logs of `worker` (and other long-running commands) to this file, rotated
+    /// by size. Default: unset (console only). Env: `LOG_FILE`; flag `--log-file`.
     pub file: Option<PathBuf>,
-    /// Rotate the file past this many megabytes. Default: `20`. Env: `LOG_FILE_MAX_SIZE`.
-    pub file_max_size_mb: u64,
-    /// Rotated files kept. Default: `5`. Env: `LOG_FILE_BACKUP_COUNT`.
+    /// Rotate the file once it passes this many megabytes (MiB); fractions such as `0.5` are
+    /// allowed. Default: `20`. Env: `LOG_FILE_MAX_SIZE`.
+    pub file_max_size_mb: f64,
+    /// Rotated files kept beside the live one (`FILE.1` newest … `FILE.N`); `0` keeps none.
+    /// Default: `5`. Env: `LOG_FILE_BACKUP_COUNT`.
     pub file_backup_count: u32,
 }
 
@@ -850,7 +924,7 @@ impl Default for LogConfig {
             level: "info".to_string(),
             format: "text".to_string(),
             file: None,
-            file_max_size_mb: 20,
+            file_max_size_mb: 20.0,
             file_backup_count: 5,
         }
     }
@@ -889,6 +963,140 @@ fn known_level(level: &str) -> Option<&'static str> {
 
 fn tracing_level(level: &str) -> &str {
     known_level(level).unwrap_or(level)
+}
+
+/// Periodic tasks (`taskbox beat`): how replicas share the work, Dify's default schedule and
+/// the operator's own entries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BeatConfig {
+    /// Longest sleep between two looks at the schedule; standby replicas try to take the lease
+    /// this often. Default: `"1s"`.
+    #[serde(with = "duration")]
+    pub tick: Duration,
+    /// How long the leader's lease lasts without renewal (it renews every third of it): a dead
+    /// leader is replaced within this plus one tick. Default: `"10s"`.
+    #[serde(with = "duration")]
+    pub lease: Duration,
+    /// Prefix of beat's Redis keys (lease, fencing counter, last runs). Default:
+    /// `"taskbox:beat"`.
+    pub key_prefix: String,
+    /// Most catch-up runs of an entry with `missed = "all"`, unless the entry sets its own.
+    /// Default: `100`.
+    pub max_catch_up: u32,
+    /// Switches and timings of the default schedule (Dify's periodic tasks).
+    pub defaults: BeatDefaults,
+    /// Schedule entries by name; a default entry's name changes only the fields given.
+    /// Default: none.
+    pub schedule: BTreeMap<String, BeatEntryConfig>,
+}
+
+impl Default for BeatConfig {
+    fn default() -> Self {
+        BeatConfig {
+            tick: Duration::from_secs(1),
+            lease: Duration::from_secs(10),
+            key_prefix: "taskbox:beat".to_string(),
+            max_catch_up: 100,
+            defaults: BeatDefaults::default(),
+            schedule: BTreeMap::new(),
+        }
+    }
+}
+
+/// The default schedule's switches, read from the environment variables Dify uses, with
+/// Dify's defaults; `crate::beat` documents which entry each one switches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BeatDefaults {
+    /// Env: `ENABLE_CLEAN_EMBEDDING_CACHE_TASK`. Default: `false`.
+    pub clean_embedding_cache: bool,
+    /// Env: `ENABLE_CLEAN_UNUSED_DATASETS_TASK`. Default: `false`.
+    pub clean_unused_datasets: bool,
+    /// Env: `ENABLE_CREATE_TIDB_SERVERLESS_TASK`. Default: `false`.
+    pub create_tidb_serverless: bool,
+    /// Env: `ENABLE_UPDATE_TIDB_SERVERLESS_STATUS_TASK`. Default: `false`.
+    pub update_tidb_serverless_status: bool,
+    /// Env: `ENABLE_CLEAN_MESSAGES`. Default: `false`.
+    pub clean_messages: bool,
+    /// Env: `ENABLE_MAIL_CLEAN_DOCUMENT_NOTIFY_TASK`. Default: `false`.
+    pub mail_clean_document_notify: bool,
+    /// The queue-depth monitor. Env: `ENABLE_DATASETS_QUEUE_MONITOR`. Default: `false`.
+    pub datasets_queue_monitor: bool,
+    /// Env: `ENABLE_CHECK_UPGRADABLE_PLUGIN_TASK`. Default: `true`.
+    pub check_upgradable_plugin: bool,
+    /// Dify runs the plugin check only with the marketplace on. Env: `MARKETPLACE_ENABLED`.
+    /// Default: `true`.
+    pub marketplace: bool,
+    /// Env: `ENABLE_WORKFLOW_RUN_CLEANUP_TASK`. Default: `false`.
+    pub workflow_run_cleanup: bool,
+    /// Env: `ENABLE_WORKFLOW_SCHEDULE_POLLER_TASK`. Default: `true`.
+    pub workflow_schedule_poller: bool,
+    /// taskbox's own daily `retention.sweep` (no Dify variable). Default: `false`.
+    pub retention_sweep: bool,
+    /// Period of the queue monitor. Env: `QUEUE_MONITOR_INTERVAL` (minutes; 0 means 30, as in
+    /// Dify). Default: `"30m"`.
+    #[serde(with = "duration")]
+    pub queue_monitor_interval: Duration,
+    /// Period of the workflow schedule poller. Env: `WORKFLOW_SCHEDULE_POLLER_INTERVAL`
+    /// (minutes). Default: `"1m"`.
+    #[serde(with = "duration")]
+    pub workflow_schedule_poller_interval: Duration,
+    /// The daily clean-ups run every this many days (the day-of-month step `*/N`, as Dify
+    /// uses it). Env: `CELERY_BEAT_SCHEDULER_TIME`. Default: `1`.
+    pub scheduler_days: u32,
+}
+
+impl Default for BeatDefaults {
+    fn default() -> Self {
+        BeatDefaults {
+            clean_embedding_cache: false,
+            clean_unused_datasets: false,
+            create_tidb_serverless: false,
+            update_tidb_serverless_status: false,
+            clean_messages: false,
+            mail_clean_document_notify: false,
+            datasets_queue_monitor: false,
+            check_upgradable_plugin: true,
+            marketplace: true,
+            workflow_run_cleanup: false,
+            workflow_schedule_poller: true,
+            retention_sweep: false,
+            queue_monitor_interval: Duration::from_secs(30 * 60),
+            workflow_schedule_poller_interval: Duration::from_secs(60),
+            scheduler_days: 1,
+        }
+    }
+}
+
+/// One `[beat.schedule.<name>]` entry. Every field is optional so that an entry named like a
+/// default one can change just one field; a new entry needs `task` and `cron` or `every`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BeatEntryConfig {
+    /// Celery task name. Required for a new entry.
+    pub task: Option<String>,
+    /// Queue to send to. Default: the task's route (`[tasks.<task>] queue`, then the built-in
+    /// routes).
+    pub queue: Option<String>,
+    /// Positional arguments. Default: none.
+    pub args: Option<Vec<serde_json::Value>>,
+    /// Keyword arguments. Default: none.
+    pub kwargs: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A 5-field crontab (`"30 2 * * MON-FRI"`), read in `timezone`. Set this or `every`.
+    pub cron: Option<String>,
+    /// A fixed interval (`"30s"`, `"5m"`, `"1h"`), aligned to the Unix epoch. Set this or
+    /// `cron`.
+    pub every: Option<String>,
+    /// IANA time zone of `cron` (`"Europe/Berlin"`). Default: `"UTC"`.
+    pub timezone: Option<String>,
+    /// Whether the entry runs. Default: `true`.
+    pub enabled: Option<bool>,
+    /// Occurrences missed while no beat ran: `"skip"`, `"once"` (one catch-up) or `"all"`.
+    /// Default: `"once"`.
+    pub missed: Option<crate::beat::MissedPolicy>,
+    /// Most catch-up runs with `missed = "all"`. Default: `beat.max_catch_up`.
+    pub max_catch_up: Option<u32>,
 }
 
 /// Where a setting came from, for error messages.
@@ -1252,13 +1460,13 @@ impl Config {
             self.mark("log.file", &src);
         }
         if let Some((v, src)) = get("LOG_FILE_MAX_SIZE") {
-            self.log.file_max_size_mb = v.parse().map_err(|_| {
+            self.log.file_max_size_mb = v.trim().parse().map_err(|_| {
                 invalid(
                     "log.file_max_size_mb",
                     quoted(&v),
                     src.clone(),
-                    "not a whole number of megabytes",
-                    "write the size in MB as a whole number, e.g. 20",
+                    "not a number of megabytes",
+                    "write the size in MB, e.g. 20 (fractions such as 0.5 work)",
                 )
             })?;
             self.mark("log.file_max_size_mb", &src);
@@ -1314,6 +1522,96 @@ impl Config {
             self.mail.outbox_dir = Some(PathBuf::from(v));
             self.mark("mail.outbox_dir", &src);
         }
+        let list = |v: &str| -> Vec<String> {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        if let Some((v, src)) = get("QUEUE_MONITOR_QUEUES") {
+            self.monitor.queues = list(&v);
+            self.mark("monitor.queues", &src);
+        }
+        if let Some((v, src)) = get("QUEUE_MONITOR_ALERT_EMAILS") {
+            self.monitor.alert_emails = list(&v);
+            self.mark("monitor.alert_emails", &src);
+        }
+        if let Some((v, src)) = get("QUEUE_MONITOR_THRESHOLD") {
+            self.monitor.threshold = v.trim().parse().map_err(|_| {
+                invalid(
+                    "monitor.threshold",
+                    quoted(&v),
+                    src.clone(),
+                    "not a whole number",
+                    "set QUEUE_MONITOR_THRESHOLD to a queue depth such as 200",
+                )
+            })?;
+            self.mark("monitor.threshold", &src);
+        }
+
+        // Beat: Dify's periodic-task switches and timings.
+        for (name, key) in [
+            ("ENABLE_CLEAN_EMBEDDING_CACHE_TASK", "clean_embedding_cache"),
+            ("ENABLE_CLEAN_UNUSED_DATASETS_TASK", "clean_unused_datasets"),
+            ("ENABLE_CREATE_TIDB_SERVERLESS_TASK", "create_tidb_serverless"),
+            (
+                "ENABLE_UPDATE_TIDB_SERVERLESS_STATUS_TASK",
+                "update_tidb_serverless_status",
+            ),
+            ("ENABLE_CLEAN_MESSAGES", "clean_messages"),
+            (
+                "ENABLE_MAIL_CLEAN_DOCUMENT_NOTIFY_TASK",
+                "mail_clean_document_notify",
+            ),
+            ("ENABLE_DATASETS_QUEUE_MONITOR", "datasets_queue_monitor"),
+            ("ENABLE_CHECK_UPGRADABLE_PLUGIN_TASK", "check_upgradable_plugin"),
+            ("MARKETPLACE_ENABLED", "marketplace"),
+            ("ENABLE_WORKFLOW_RUN_CLEANUP_TASK", "workflow_run_cleanup"),
+            ("ENABLE_WORKFLOW_SCHEDULE_POLLER_TASK", "workflow_schedule_poller"),
+        ] {
+            if let Some((v, src)) = get(name) {
+                let full = format!("beat.defaults.{key}");
+                let on = to_bool(&full, &v, &src)?;
+                let d = &mut self.beat.defaults;
+                let slot = match key {
+                    "clean_embedding_cache" => &mut d.clean_embedding_cache,
+                    "clean_unused_datasets" => &mut d.clean_unused_datasets,
+                    "create_tidb_serverless" => &mut d.create_tidb_serverless,
+                    "update_tidb_serverless_status" => &mut d.update_tidb_serverless_status,
+                    "clean_messages" => &mut d.clean_messages,
+                    "mail_clean_document_notify" => &mut d.mail_clean_document_notify,
+                    "datasets_queue_monitor" => &mut d.datasets_queue_monitor,
+                    "check_upgradable_plugin" => &mut d.check_upgradable_plugin,
+                    "marketplace" => &mut d.marketplace,
+                    "workflow_run_cleanup" => &mut d.workflow_run_cleanup,
+                    _ => &mut d.workflow_schedule_poller,
+                };
+                *slot = on;
+                self.mark(&full, &src);
+            }
+        }
+        if let Some((v, src)) = get("QUEUE_MONITOR_INTERVAL") {
+            let key = "beat.defaults.queue_monitor_interval";
+            let interval = to_minutes(key, &v, &src)?;
+            // Dify schedules `QUEUE_MONITOR_INTERVAL or 30`.
+            self.beat.defaults.queue_monitor_interval = if interval.is_zero() {
+                Duration::from_secs(30 * 60)
+            } else {
+                interval
+            };
+            self.mark(key, &src);
+        }
+        if let Some((v, src)) = get("WORKFLOW_SCHEDULE_POLLER_INTERVAL") {
+            let key = "beat.defaults.workflow_schedule_poller_interval";
+            self.beat.defaults.workflow_schedule_poller_interval = to_minutes(key, &v, &src)?;
+            self.mark(key, &src);
+        }
+        if let Some((v, src)) = get("CELERY_BEAT_SCHEDULER_TIME") {
+            let key = "beat.defaults.scheduler_days";
+            self.beat.defaults.scheduler_days = to_u32(key, &v, &src)?;
+            self.mark(key, &src);
+        }
 
         // taskbox names, applied last so they win over the Celery ones.
         for (name, flag) in [
@@ -1327,10 +1625,21 @@ impl Config {
             ("TASKBOX_RESULT_EXPIRES", "--result-expires"),
             ("TASKBOX_DEAD_AFTER", "--dead-after"),
             ("TASKBOX_SHUTDOWN_GRACE", "--shutdown-grace"),
+            ("TASKBOX_HTTP", "--http"),
         ] {
             if let Some((v, src)) = get(name) {
                 self.set(flag, &v, src)?;
             }
+        }
+
+        if let Some((v, src)) = get("TASKBOX_PLUGIN_POLL") {
+            self.worker.plugin_poll = to_duration("worker.plugin_poll", &v, &src)?;
+            self.mark("worker.plugin_poll", &src);
+        }
+        if let Some((v, src)) = get("TASKBOX_UNREGISTERED_TIMEOUT") {
+            self.worker.unregistered_timeout =
+                to_duration("worker.unregistered_timeout", &v, &src)?;
+            self.mark("worker.unregistered_timeout", &src);
         }
 
         // Autoscale: TASKBOX_AUTOSCALE wins; otherwise CELERY_AUTO_SCALE decides, with
@@ -1440,6 +1749,10 @@ impl Config {
                 self.log.format = value.to_ascii_lowercase();
                 "log.format"
             }
+            "--http" => {
+                self.worker.http = Some(value.to_string());
+                "worker.http"
+            }
             "--log-file" => {
                 self.log.file = Some(PathBuf::from(value));
                 "log.file"
@@ -1524,6 +1837,24 @@ fn to_duration(key: &str, value: &str, source: &Source) -> Result<Duration, Conf
             "use a number with a unit such as 30s, 5m or 250ms",
         )
     })
+}
+
+/// A number of minutes, as Dify's interval variables are written (`30`, `0.5`).
+fn to_minutes(key: &str, value: &str, source: &Source) -> Result<Duration, ConfigError> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|m| Duration::try_from_secs_f64(m * 60.0).ok())
+        .ok_or_else(|| {
+            invalid(
+                key,
+                quoted(value),
+                source.clone(),
+                "not a number of minutes",
+                "use minutes such as 30 (or 0.5 for thirty seconds)",
+            )
+        })
 }
 
 /// `NAME=VALUE` with the value hidden; a bare `NAME` is shown as is.
@@ -1643,6 +1974,7 @@ impl Config {
             self.validate_plugin(name, plugin)?;
         }
         self.validate_mail()?;
+        self.validate_beat()?;
         self.validate_log()
     }
 
@@ -1730,6 +2062,16 @@ impl Config {
         }
         for queue in &w.queues {
             self.check_queue("worker.queues", queue)?;
+        }
+        if let Some(addr) = &w.http
+            && !is_listen_address(addr)
+        {
+            return Err(self.bad(
+                "worker.http",
+                quoted(addr),
+                "not an address to listen on",
+                "write host:port, e.g. 127.0.0.1:9808 (or 0.0.0.0:9808 to serve every interface)",
+            ));
         }
         if w.concurrency == Some(0) {
             return Err(self.bad(
@@ -1898,7 +2240,7 @@ impl Config {
 
     fn validate_plugin(&self, name: &str, plugin: &PluginConfig) -> Result<(), ConfigError> {
         let base = key_join("plugins", name);
-        if plugin.path.as_os_str().is_empty() {
+        if plugin.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             return Err(self.bad(
                 &format!("{base}.path"),
                 quoted(""),
@@ -2037,15 +2379,129 @@ impl Config {
                 "use text or json",
             ));
         }
-        if l.file_max_size_mb == 0 {
+        if !(l.file_max_size_mb.is_finite() && l.file_max_size_mb * 1_048_576.0 >= 1024.0) {
             return Err(self.bad(
                 "log.file_max_size_mb",
-                "0".to_string(),
-                "the log file would rotate on every line",
+                l.file_max_size_mb.to_string(),
+                "the log file would rotate on every line (the smallest size is 1 KiB)",
                 "use a size in MB such as 20",
             ));
         }
         Ok(())
+    }
+
+    fn validate_beat(&self) -> Result<(), ConfigError> {
+        let b = &self.beat;
+        if b.tick.is_zero() {
+            return Err(self.bad(
+                "beat.tick",
+                quoted(&human(b.tick)),
+                "a zero tick would look at the schedule in a busy loop",
+                "use a positive interval such as 1s",
+            ));
+        }
+        if b.lease < Duration::from_secs(1) {
+            return Err(self.bad(
+                "beat.lease",
+                quoted(&human(b.lease)),
+                "a lease under one second would expire between renewals on a busy host",
+                "use 1s or more, e.g. 10s",
+            ));
+        }
+        if b.key_prefix.trim().is_empty() {
+            return Err(self.bad(
+                "beat.key_prefix",
+                quoted(&b.key_prefix),
+                "beat's Redis keys need a prefix",
+                "leave it unset for taskbox:beat, or name one",
+            ));
+        }
+        if b.max_catch_up == 0 {
+            return Err(self.bad(
+                "beat.max_catch_up",
+                "0".to_string(),
+                "entries with missed = \"all\" could never catch up",
+                "use 1 or more, e.g. 100",
+            ));
+        }
+        let d = &b.defaults;
+        if !(1..=31).contains(&d.scheduler_days) {
+            return Err(self.bad(
+                "beat.defaults.scheduler_days",
+                d.scheduler_days.to_string(),
+                "the daily clean-ups run every N days of the month, so N is 1 to 31",
+                "use a number of days from 1 to 31, e.g. 1 (CELERY_BEAT_SCHEDULER_TIME=1)",
+            ));
+        }
+        for (key, period) in [
+            (
+                "beat.defaults.queue_monitor_interval",
+                d.queue_monitor_interval,
+            ),
+            (
+                "beat.defaults.workflow_schedule_poller_interval",
+                d.workflow_schedule_poller_interval,
+            ),
+        ] {
+            if period < crate::beat::schedule::MIN_INTERVAL {
+                return Err(self.bad(
+                    key,
+                    quoted(&human(period)),
+                    "a periodic task needs at least a second between runs",
+                    "use minutes such as 1 or 30",
+                ));
+            }
+        }
+        let entries = crate::beat::entries(self)
+            .map_err(|e| self.bad(&e.key, e.value, e.reason, e.fix))?;
+        for entry in &entries {
+            self.check_queue(&crate::beat::entry_key(&entry.name, "queue"), &entry.queue)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the `[beat.schedule.*]` entries of another file (`taskbox beat --schedule FILE`)
+    /// over this configuration's, entry by entry; the file may hold nothing else. Call
+    /// [`Config::validate`] afterwards.
+    pub fn add_schedule_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let mut file = Config::from_file(path)?;
+        let entries = std::mem::take(&mut file.beat.schedule);
+        if file != Config::default() {
+            let first = file
+                .origins
+                .0
+                .keys()
+                .find(|k| !k.starts_with("beat.schedule."))
+                .cloned()
+                .unwrap_or_else(|| "(a setting)".to_string());
+            return Err(invalid(
+                &first,
+                "(set)".to_string(),
+                Source::File(path.to_path_buf()),
+                "a schedule file holds only [beat.schedule.<name>] tables",
+                "move other settings to taskbox.toml (or --config)",
+            ));
+        }
+        for (key, source) in file.origins.0 {
+            self.origins.0.insert(key, source);
+        }
+        self.beat.schedule.extend(entries);
+        Ok(())
+    }
+}
+
+/// Whether `addr` is `host:port` with a port number (an IP literal, `[v6]:port` or a name).
+fn is_listen_address(addr: &str) -> bool {
+    if addr.parse::<std::net::SocketAddr>().is_ok() {
+        return true;
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty()
+                && !host.contains(|c: char| c.is_whitespace() || c == '/' || c == ':')
+                && port.parse::<u16>().is_ok()
+        }
+        None => false,
     }
 }
 
@@ -2504,7 +2960,7 @@ file_backup_count = 2
             c.log.file.as_deref(),
             Some(Path::new("/app/logs/server.log"))
         );
-        assert_eq!((c.log.file_max_size_mb, c.log.file_backup_count), (30, 7));
+        assert_eq!((c.log.file_max_size_mb, c.log.file_backup_count), (30.0, 7));
         assert_eq!(c.mail.kind.as_deref(), Some("smtp"));
         assert_eq!(c.mail.smtp_server.as_deref(), Some("smtp.example.com"));
         assert_eq!(c.mail.smtp_port, Some(465));
@@ -3059,6 +3515,7 @@ file_backup_count = 2
                 "--shutdown-grace" | "--heartbeat-interval" | "--result-expires" => "3s",
                 "-l" | "--log-level" => "warn",
                 "--log-format" => "json",
+                "--http" => "127.0.0.1:9808",
                 _ => "value",
             };
             c.apply_flag(flag, value).unwrap();

@@ -11,6 +11,7 @@ use crate::builtins;
 use crate::runtime::capabilities::kv::MemoryKv;
 use crate::runtime::capabilities::mail::{CaptureMail, OutboxMail};
 use crate::runtime::capabilities::progress::LogProgress;
+use crate::runtime::capabilities::housekeeping::NoRecords;
 use crate::runtime::capabilities::queue::CaptureQueue;
 use crate::runtime::{
     Backends, Grants, Invocation, LimitsOverride, Runtime, RuntimeSettings, SandboxError, TaskMeta,
@@ -141,10 +142,14 @@ pub async fn run(req: ExecRequest) -> anyhow::Result<Result<ExecResult, SandboxE
         mail,
         queue: queue.clone(),
         progress: Arc::new(LogProgress),
+        housekeeping: Arc::new(NoRecords),
     };
+    // Every kv namespace is the local file's or memory's anyway, so a retention plugin can be
+    // tried out against what earlier local runs stored.
     let grants = Grants {
         dirs: req.dirs.clone(),
         env: req.env.clone(),
+        namespaces: vec!["*".to_string()],
         ..Grants::all_capabilities()
     };
     let meta = Arc::new(TaskMeta::new(

@@ -49,7 +49,7 @@
 //! - The return type is any `serde::Serialize` value, or `Result<T, E>` with `E: Into<TaskError>`.
 //!
 //! # Host capabilities
-//! [`log`], [`kv`], [`mail`], [`queue`] and [`progress`] call into the host. The operator grants
+//! [`log`], [`kv`], [`mail`], [`queue`], [`progress`] and [`housekeeping`] call into the host. The operator grants
 //! each one per plugin; a component that imports one it was not granted is refused at load
 //! time. Natively (in `cargo test`) they are backed by in-memory fakes that [`testing`] exposes.
 //!
@@ -60,6 +60,7 @@
 
 mod context;
 mod error;
+pub mod housekeeping;
 pub mod kv;
 pub mod log;
 pub mod mail;

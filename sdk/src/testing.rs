@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::housekeeping::{HousekeepingError, RecordKind};
 use crate::kv::KvError;
 use crate::log::Level;
 use crate::mail::{MailError, Message};
@@ -35,6 +36,10 @@ pub(crate) struct State {
     pub(crate) enqueued: Vec<Enqueue>,
     pub(crate) deny_kv: bool,
     pub(crate) deny_mail: bool,
+    pub(crate) records: BTreeMap<RecordKind, Vec<u64>>,
+    pub(crate) foreign_kv: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    pub(crate) housekeeping_namespaces: Option<Vec<String>>,
+    pub(crate) deny_housekeeping: bool,
 }
 
 impl State {
@@ -45,6 +50,22 @@ impl State {
             ));
         }
         Ok(&self.kv)
+    }
+
+    pub(crate) fn housekeeping_check(&self, namespace: Option<&str>) -> Result<(), HousekeepingError> {
+        if self.deny_housekeeping {
+            return Err(HousekeepingError::Denied(
+                "housekeeping was not granted (testing::deny_housekeeping)".into(),
+            ));
+        }
+        if let (Some(ns), Some(granted)) = (namespace, &self.housekeeping_namespaces)
+            && !granted.iter().any(|g| g == "*" || g == ns)
+        {
+            return Err(HousekeepingError::Denied(format!(
+                "the kv namespace '{ns}' was not granted (testing::grant_namespaces)"
+            )));
+        }
+        Ok(())
     }
 
     pub(crate) fn mail_check(&self) -> Result<(), MailError> {
@@ -112,4 +133,43 @@ pub fn deny_kv() {
 /// Makes mail calls fail with `Denied`, as on a worker that did not grant `mail`.
 pub fn deny_mail() {
     with_state(|s| s.deny_mail = true);
+}
+
+/// Adds host records of `kind` (results or dead letters) with the given ages in seconds, for
+/// `housekeeping::sweep` to find.
+pub fn add_records(kind: RecordKind, ages_secs: &[u64]) {
+    with_state(|s| s.records.entry(kind).or_default().extend_from_slice(ages_secs));
+}
+
+/// The ages of the records of `kind` still kept.
+pub fn records(kind: RecordKind) -> Vec<u64> {
+    with_state(|s| s.records.get(&kind).cloned().unwrap_or_default())
+}
+
+/// Writes a key into another plugin's kv namespace, as that plugin would have.
+pub fn set_foreign_kv(namespace: &str, key: &str, value: &[u8]) {
+    with_state(|s| {
+        s.foreign_kv
+            .entry(namespace.to_string())
+            .or_default()
+            .insert(key.to_string(), value.to_vec());
+    });
+}
+
+/// Every entry of another plugin's kv namespace.
+pub fn foreign_kv(namespace: &str) -> BTreeMap<String, Vec<u8>> {
+    with_state(|s| s.foreign_kv.get(namespace).cloned().unwrap_or_default())
+}
+
+/// Limits `housekeeping`'s kv calls to these namespaces (by default every namespace is
+/// reachable natively), so a test can prove a plugin stays inside its grant.
+pub fn grant_namespaces(namespaces: &[&str]) {
+    with_state(|s| {
+        s.housekeeping_namespaces = Some(namespaces.iter().map(|n| n.to_string()).collect());
+    });
+}
+
+/// Makes every `housekeeping` call fail with `Denied`, as an ungranted capability would.
+pub fn deny_housekeeping() {
+    with_state(|s| s.deny_housekeeping = true);
 }

@@ -3,6 +3,8 @@
 
 pub mod guests;
 pub mod redis;
+pub mod smtp;
+pub mod tasks;
 pub mod worker;
 
 use std::path::PathBuf;

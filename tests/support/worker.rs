@@ -65,7 +65,8 @@ impl WorkerProcess {
             .args(args)
             .env("LOG_LEVEL", "info,taskbox=debug")
             .env_remove("CELERY_BROKER_URL")
-            .stdout(Stdio::null())
+            // Logs may go to either stream (worker logs default to stdout); keep both.
+            .stdout(file.try_clone().expect("log file"))
             .stderr(file)
             .spawn()
             .expect("spawn taskbox worker");

@@ -31,6 +31,19 @@ pub const DELAYED: &str = "taskbox:delayed";
 /// Prefix of each worker's owned set: tag → the list key the message came from.
 pub const OWNED_PREFIX: &str = "taskbox:owned:";
 
+/// A snapshot of what waits in Redis ([`Broker::sizes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueSizes {
+    /// Each queue with its depth per priority list, in [`message::PRIORITY_STEPS`] order.
+    pub depths: Vec<(String, [u64; message::PRIORITY_STEPS.len()])>,
+    /// Messages fetched by some worker and not yet acknowledged (kombu's `unacked` hash).
+    pub unacked: u64,
+    /// Messages waiting for their countdown, ETA or retry backoff.
+    pub delayed: u64,
+    /// Entries in the dead-letter list.
+    pub dead_letters: u64,
+}
+
 /// One fetched message: where it came from, its delivery tag, and its raw bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -603,6 +616,122 @@ impl Broker {
                     source,
                 })?;
         Ok(lens.into_iter().sum())
+    }
+
+    /// What waits in Redis, read in one round trip: each queue's depth per priority list, the
+    /// unacked hash, the delayed set and the dead-letter list. Read-only, for `/metrics` and
+    /// queue monitoring.
+    pub async fn sizes(&self, queues: &[String]) -> Result<QueueSizes, BrokerError> {
+        let mut pipe = redis::pipe();
+        for q in queues {
+            for p in message::PRIORITY_STEPS {
+                pipe.llen(message::queue_key(q, p));
+            }
+        }
+        pipe.hlen(UNACKED)
+            .zcard(DELAYED)
+            .llen(&self.dead_letter_key);
+        let mut conn = self.conn.clone();
+        let counts: Vec<u64> =
+            pipe.query_async(&mut conn)
+                .await
+                .map_err(|source| BrokerError::Command {
+                    op: "sizes",
+                    source,
+                })?;
+        let steps = message::PRIORITY_STEPS.len();
+        let mut rest = counts.chunks(steps);
+        let depths = queues
+            .iter()
+            .map(|q| {
+                let mut per = [0; message::PRIORITY_STEPS.len()];
+                if let Some(lens) = rest.next() {
+                    per.iter_mut().zip(lens).for_each(|(d, n)| *d = *n);
+                }
+                (q.clone(), per)
+            })
+            .collect();
+        let tail = counts.get(queues.len() * steps..).unwrap_or_default();
+        Ok(QueueSizes {
+            depths,
+            unacked: tail.first().copied().unwrap_or(0),
+            delayed: tail.get(1).copied().unwrap_or(0),
+            dead_letters: tail.get(2).copied().unwrap_or(0),
+        })
+    }
+
+    /// Deletes (or with `dry_run` only counts) up to `limit` dead-letter entries whose `at` is
+    /// older than `older_than`. Entries are pushed at the head, so the oldest sit at the tail:
+    /// the sweep reads pages from the tail and stops at the first entry that is young enough
+    /// to keep. An entry without a readable `at` is kept (an operator should see it).
+    pub async fn sweep_dead_letters(
+        &self,
+        older_than: std::time::Duration,
+        limit: u32,
+        dry_run: bool,
+    ) -> Result<crate::results::Sweep, BrokerError> {
+        let err = |source| BrokerError::Command {
+            op: "sweep_dead_letters",
+            source,
+        };
+        let cutoff = jiff::Timestamp::now()
+            .checked_sub(
+                jiff::SignedDuration::try_from(older_than)
+                    .unwrap_or(jiff::SignedDuration::MAX),
+            )
+            .unwrap_or(jiff::Timestamp::MIN);
+        let mut conn = self.conn.clone();
+        const PAGE: isize = 200;
+        let mut old: Vec<String> = Vec::new();
+        let mut end: isize = -1;
+        let mut reached_young = false;
+        'pages: loop {
+            let page: Vec<String> = conn
+                .lrange(&self.dead_letter_key, end - PAGE + 1, end)
+                .await
+                .map_err(err)?;
+            if page.is_empty() {
+                break;
+            }
+            for entry in page.iter().rev() {
+                let at = serde_json::from_str::<serde_json::Value>(entry)
+                    .ok()
+                    .and_then(|v| v.get("at").and_then(|a| a.as_str()).and_then(message::parse_timestamp));
+                match at {
+                    Some(at) if at < cutoff => {
+                        if old.len() >= limit as usize {
+                            break 'pages;
+                        }
+                        old.push(entry.clone());
+                    }
+                    Some(_) => {
+                        reached_young = true;
+                        break 'pages;
+                    }
+                    None => {}
+                }
+            }
+            if page.len() < PAGE as usize {
+                reached_young = true;
+                break;
+            }
+            end -= PAGE;
+        }
+        let matched = old.len() as u64;
+        let mut deleted = 0;
+        if !dry_run && !old.is_empty() {
+            let mut pipe = redis::pipe();
+            for entry in &old {
+                pipe.lrem(&self.dead_letter_key, -1, entry);
+            }
+            let removed: Vec<u64> = pipe.query_async(&mut conn).await.map_err(err)?;
+            deleted = removed.iter().sum();
+        }
+        Ok(crate::results::Sweep {
+            matched,
+            deleted,
+            more: !reached_young,
+        })
     }
 
     /// Dead-letter entries, newest first.

@@ -229,6 +229,17 @@ pub struct ResultStore {
     ttl: Option<Duration>,
 }
 
+/// What a sweep found and did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Old records found.
+    pub matched: u64,
+    /// Records deleted.
+    pub deleted: u64,
+    /// Whether the call stopped before looking at everything.
+    pub more: bool,
+}
+
 impl std::fmt::Debug for ResultStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResultStore")
@@ -260,6 +271,62 @@ impl ResultStore {
         pipe.publish(&key, meta).ignore();
         let mut conn = self.conn.clone();
         pipe.query_async::<()>(&mut conn).await
+    }
+
+    /// Deletes (or with `dry_run` only counts) up to `limit` finished results whose
+    /// `date_done` is older than `older_than`, for the retention sweep. Scans until it has
+    /// `limit` old results or has seen every result key (SCAN pages, so Redis is never blocked),
+    /// and reports `more` when it stopped at the limit with keys left unseen; results without a
+    /// `date_done` (still running) are never touched.
+    pub async fn sweep(
+        &self,
+        older_than: Duration,
+        limit: u32,
+        dry_run: bool,
+    ) -> redis::RedisResult<Sweep> {
+        let cutoff = jiff::Timestamp::now()
+            .checked_sub(jiff::SignedDuration::try_from(older_than).unwrap_or(jiff::SignedDuration::MAX))
+            .unwrap_or(jiff::Timestamp::MIN);
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut old: Vec<String> = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{PREFIX}*"))
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut conn)
+                .await?;
+            if !keys.is_empty() {
+                let metas: Vec<Option<String>> = conn.mget(&keys).await?;
+                for (key, meta) in keys.into_iter().zip(metas) {
+                    let done = meta
+                        .as_deref()
+                        .and_then(|m| serde_json::from_str::<Value>(m).ok())
+                        .and_then(|m| m.get("date_done").and_then(Value::as_str).and_then(crate::broker::message::parse_timestamp));
+                    if done.is_some_and(|d| d < cutoff) && old.len() < limit as usize {
+                        old.push(key);
+                    }
+                }
+            }
+            cursor = next;
+            if cursor == 0 || old.len() >= limit as usize {
+                break;
+            }
+        }
+        let matched = old.len() as u64;
+        let deleted = if dry_run || old.is_empty() {
+            0
+        } else {
+            conn.del::<_, u64>(&old).await?
+        };
+        Ok(Sweep {
+            matched,
+            deleted,
+            more: cursor != 0,
+        })
     }
 
     /// The stored meta of a task, `None` while PENDING (nothing stored).

@@ -8,5 +8,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use self::taskbox::task::{kv, log, mail, progress, queue};
+pub use self::taskbox::task::{housekeeping, kv, log, mail, progress, queue};
 pub use exports::taskbox::task::handler::{Call, TaskContext, TaskError as WitTaskError};

@@ -3,6 +3,9 @@
 //! as configured.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
 
 use async_trait::async_trait;
 use redis::AsyncCommands;
@@ -11,6 +14,7 @@ use redis::aio::ConnectionManager;
 use crate::broker::message::{self, NewTask};
 use crate::broker::{Broker, now_ms};
 use crate::results::{self, ResultStore};
+use crate::runtime::capabilities::housekeeping::{HousekeepingBackend, Records, Swept};
 use crate::runtime::capabilities::kv::KvBackend;
 use crate::runtime::capabilities::mail::{DeliveryError, MailBackend, OutgoingMail};
 use crate::runtime::capabilities::progress::ProgressSink;
@@ -242,5 +246,47 @@ impl MailBackend for UnconfiguredMail {
         Err(DeliveryError::Temporary(
             "mail delivery is not configured on this worker: set MAIL_TYPE=smtp (with SMTP_SERVER) or MAIL_TYPE=outbox (with MAIL_OUTBOX_DIR)".into(),
         ))
+    }
+}
+
+/// `housekeeping` in the worker: results in the result backend, dead letters in the broker.
+pub struct RedisHousekeeping {
+    broker: Broker,
+    results: ResultStore,
+}
+
+impl RedisHousekeeping {
+    /// Sweeps `results` and the broker's dead-letter list.
+    pub fn new(broker: Broker, results: ResultStore) -> RedisHousekeeping {
+        RedisHousekeeping { broker, results }
+    }
+}
+
+#[async_trait]
+impl HousekeepingBackend for RedisHousekeeping {
+    async fn sweep(
+        &self,
+        records: Records,
+        older_than: Duration,
+        limit: u32,
+        dry_run: bool,
+    ) -> anyhow::Result<Swept> {
+        let swept = match records {
+            Records::Results => self
+                .results
+                .sweep(older_than, limit, dry_run)
+                .await
+                .context("failed to sweep stored results")?,
+            Records::DeadLetters => self
+                .broker
+                .sweep_dead_letters(older_than, limit, dry_run)
+                .await
+                .context("failed to sweep the dead-letter list")?,
+        };
+        Ok(Swept {
+            matched: swept.matched,
+            deleted: swept.deleted,
+            more: swept.more,
+        })
     }
 }

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tracing::Instrument as _;
 
-use super::{InFlight, Shared};
+use super::{InFlight, Shared, control, monitor};
 use crate::broker::message::{self, DecodeError, TaskMessage};
 use crate::broker::{Delivery, Finish, delayed_member, now_ms};
+use crate::metrics::TaskState;
 use crate::registry;
 use crate::results::{self, Failure, Lineage, RunInfo};
 use crate::runtime::{CancelToken, Invocation, SandboxError, TaskMeta};
@@ -24,6 +25,10 @@ pub const REASON_SHUTDOWN: &str = "worker shutdown";
 /// The worker was declared dead while the task ran; another worker has the message now.
 pub const REASON_FENCED: &str = "worker lost its lease";
 
+/// The `task` metric label of messages that could not be decoded (their task name, if any,
+/// came from unreadable input and is not trusted as a label).
+const UNDECODABLE: &str = "<undecodable>";
+
 /// Handles one delivery and contains any panic in our own code: the message is dead-lettered
 /// with the reason instead of being retried (and panicking) forever.
 pub(crate) async fn handle_guarded(shared: Arc<Shared>, delivery: Delivery) {
@@ -31,6 +36,8 @@ pub(crate) async fn handle_guarded(shared: Arc<Shared>, delivery: Delivery) {
     let outcome = std::panic::AssertUnwindSafe(handle(shared.clone(), delivery.clone()))
         .catch_unwind()
         .await;
+    // Finished (its outcome committed) or abandoned: either way no longer running here.
+    shared.untrack(&delivery.tag);
     if let Err(panic) = outcome {
         let what = panic
             .downcast_ref::<&str>()
@@ -63,26 +70,30 @@ async fn handle(shared: Arc<Shared>, delivery: Delivery) {
     // Retries go back to the queue the message was taken from, whatever exchange and routing
     // key the producer used (a routing key need not name a queue we consume).
     msg.routing_key = queue.clone();
-    let plugin = shared
-        .registry
-        .lookup(&msg.task)
-        .map(|p| p.name.clone())
-        .unwrap_or_default();
+    // One lookup per task: the plugin version found here is the one the task runs on, even
+    // if the plugin directory is reloaded meanwhile.
+    let plugin = shared.registry.current().lookup(&msg.task).cloned();
     let meta = TaskMeta {
         id: msg.id.clone(),
         name: msg.task.clone(),
         queue: queue.clone(),
         attempt: msg.retries.saturating_add(1),
-        plugin,
+        plugin: plugin.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
         root_id: msg.root_id.clone(),
     };
     let span = telemetry::task_span(&meta, &shared.name);
-    run_message(shared, delivery, msg, meta)
+    run_message(shared, delivery, msg, meta, plugin)
         .instrument(span)
         .await;
 }
 
-async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, meta: TaskMeta) {
+async fn run_message(
+    shared: Arc<Shared>,
+    delivery: Delivery,
+    msg: TaskMessage,
+    meta: TaskMeta,
+    plugin: Option<Arc<registry::Plugin>>,
+) {
     let config = &shared.config;
     let task_config = config.tasks.get(&msg.task);
     let ignore_result = msg.ignore_result
@@ -123,6 +134,9 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
         && expires < now
     {
         tracing::info!(expires = %message::format_timestamp(expires), "task expired before it could run; storing REVOKED");
+        shared
+            .metrics
+            .record_task(&meta.name, &meta.queue, TaskState::Revoked, None);
         let results = if ignore_result {
             Vec::new()
         } else {
@@ -145,43 +159,23 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
         return;
     }
 
-    let Some(plugin) = shared.registry.lookup(&msg.task).cloned() else {
-        let reason = format!(
-            "task '{}' is not registered on this worker (it serves: {}); load the plugin that serves it, then requeue from the dead-letter list",
-            msg.task,
-            shared.registry.task_names().join(", ")
-        );
-        tracing::warn!(%reason, "unknown task");
-        let failure = Failure::new("NotRegistered", format!("'{}'", msg.task));
-        let finish = Finish {
-            require_owned: true,
-            results: if msg.id.is_empty() {
-                Vec::new()
-            } else {
-                vec![(
-                    results::key(&msg.id),
-                    results::failure(&msg.id, &failure, None, &lineage, None),
-                )]
-            },
-            result_ttl,
-            dead_letter: Some(dead_letter_entry(
-                &shared,
-                &delivery,
-                &meta.queue,
-                Some(&msg),
-                "NotRegistered",
-                &reason,
-            )),
-            ..Finish::default()
-        };
-        commit(&shared, &delivery.tag, finish).await;
-        return;
+    if shared.revoked.contains(&msg.id) {
+        tracing::info!("task was revoked; not running it, storing REVOKED");
+        shared
+            .metrics
+            .record_task(&meta.name, &meta.queue, TaskState::Revoked, None);
+        return store_revoked(&shared, &delivery, &msg, &lineage, ignore_result, true).await;
+    }
+
+    if msg.task == monitor::TASK {
+        return run_monitor(&shared, &delivery, &msg, &meta, &lineage, ignore_result).await;
+    }
+
+    let Some(plugin) = plugin else {
+        return unregistered(&shared, &delivery, &msg, &meta, &lineage).await;
     };
 
-    let mut limits = plugin.limits.clone();
-    if let Some(over) = task_config.map(|t| &t.limits) {
-        limits = limits.with(over);
-    }
+    let mut limits = plugin.limits_for(config, &msg.task);
     // Celery's per-message time limits (hard, soft) can only tighten the configured ones;
     // nonsense values (negative, NaN, astronomically large) are ignored.
     if let Some(hard) = msg
@@ -255,8 +249,16 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
         attempt: meta.attempt,
     };
     let origin = shared.origin.clone();
-    let routes =
-        |task: &str| registry::default_queue(config, task).unwrap_or_else(|| meta.queue.clone());
+    let current = shared.registry.current();
+    let routes = |task: &str| {
+        config
+            .tasks
+            .get(task)
+            .and_then(|t| t.queue.clone())
+            .or_else(|| current.manifest_route(task))
+            .or_else(|| registry::builtin_route(task))
+            .unwrap_or_else(|| meta.queue.clone())
+    };
 
     let outcome = report.outcome.and_then(|bytes| {
         serde_json::from_slice::<Value>(&bytes).map_err(|e| SandboxError::Trap {
@@ -291,6 +293,9 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
                 .stats
                 .succeeded
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            shared
+                .metrics
+                .record_task(&meta.name, &meta.queue, TaskState::Success, Some(&info));
             tracing::info!(
                 duration_ms = info.duration_ms,
                 fuel_used = info.fuel_used,
@@ -309,6 +314,13 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
                 },
             )
             .await;
+        }
+        Err(SandboxError::Terminated { reason }) if reason == control::REASON_REVOKED => {
+            tracing::warn!("task terminated by `taskbox control revoke --terminate`; storing REVOKED");
+            shared
+                .metrics
+                .record_task(&meta.name, &meta.queue, TaskState::Revoked, Some(&info));
+            store_revoked(&shared, &delivery, &msg, &lineage, ignore_result, acks_late).await;
         }
         Err(SandboxError::Terminated { reason })
             if reason == REASON_SHUTDOWN || reason == REASON_FENCED =>
@@ -331,9 +343,7 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
         }
         Err(err) => {
             info.error_kind = Some(err.kind().to_string());
-            let policy = task_config
-                .and_then(|t| t.retry.clone())
-                .unwrap_or_default();
+            let policy = plugin.retry_policy(config, &msg.task);
             match retry::decide(&err, msg.retries, &policy, rand::random::<f64>()) {
                 Decision::Retry { after, reason } => {
                     let eta = jiff::Timestamp::now()
@@ -356,6 +366,12 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
                         .stats
                         .retried
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    shared.metrics.record_task(
+                        &meta.name,
+                        &meta.queue,
+                        TaskState::Retry,
+                        Some(&info),
+                    );
                     tracing::warn!(
                         error.kind = err.kind(),
                         retry_in_ms = after.as_millis() as u64,
@@ -410,6 +426,10 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
                         .stats
                         .failed
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let state = TaskState::gave_up(err.kind());
+                    shared
+                        .metrics
+                        .record_task(&meta.name, &meta.queue, state, Some(&info));
                     tracing::warn!(
                         error.kind = err.kind(),
                         "task failed for good; dead-lettered: {err}"
@@ -432,6 +452,198 @@ async fn run_message(shared: Arc<Shared>, delivery: Delivery, msg: TaskMessage, 
                 }
             }
         }
+    }
+}
+
+/// Runs the queue-depth monitor, which the worker serves itself (it reads the broker).
+async fn run_monitor(
+    shared: &Shared,
+    delivery: &Delivery,
+    msg: &TaskMessage,
+    meta: &TaskMeta,
+    lineage: &Lineage,
+    ignore_result: bool,
+) {
+    let outcome = match monitor::Settings::resolve(&shared.config, &msg.kwargs) {
+        Ok(settings) => monitor::run(shared, &settings)
+            .await
+            .map_err(|e| ("Fail", format!("{e:#}"))),
+        Err(reason) => Err(("Reject", reason)),
+    };
+    let mut finish = Finish {
+        require_owned: true,
+        result_ttl: shared.results.ttl(),
+        ..Finish::default()
+    };
+    match outcome {
+        Ok(result) => {
+            tracing::info!(%result, "queue monitor ran");
+            if !ignore_result {
+                finish.results.push((
+                    results::key(&msg.id),
+                    results::success(&msg.id, result, lineage, None),
+                ));
+            }
+        }
+        Err((kind, reason)) => {
+            tracing::warn!(kind, %reason, "queue monitor failed");
+            let failure = Failure::new(kind, reason.clone());
+            if !ignore_result {
+                finish.results.push((
+                    results::key(&msg.id),
+                    results::failure(&msg.id, &failure, None, lineage, None),
+                ));
+            }
+            finish.dead_letter = Some(dead_letter_entry(
+                shared,
+                delivery,
+                &meta.queue,
+                Some(msg),
+                kind,
+                &reason,
+            ));
+        }
+    }
+    commit(shared, &delivery.tag, finish).await;
+}
+
+/// Stores REVOKED for a revoked task and acks it: it is not run (again).
+async fn store_revoked(
+    shared: &Shared,
+    delivery: &Delivery,
+    msg: &TaskMessage,
+    lineage: &Lineage,
+    ignore_result: bool,
+    require_owned: bool,
+) {
+    let results = if ignore_result || msg.id.is_empty() {
+        Vec::new()
+    } else {
+        vec![(
+            results::key(&msg.id),
+            results::revoked(&msg.id, "revoked", lineage),
+        )]
+    };
+    commit(
+        shared,
+        &delivery.tag,
+        Finish {
+            require_owned,
+            results,
+            result_ttl: shared.results.ttl(),
+            ..Finish::default()
+        },
+    )
+    .await;
+}
+
+/// Prefix of the Redis keys holding when a worker first found no plugin for a task (ms), so
+/// the wait for a worker that has the plugin is bounded across all workers. Each key expires
+/// on its own, so a task that does find its worker leaves nothing behind for long.
+pub const UNREGISTERED: &str = "taskbox:unregistered:";
+
+/// How long an unregistered task waits in the delayed set between tries.
+const UNREGISTERED_RETRY: Duration = Duration::from_secs(2);
+
+/// A task whose plugin this worker has not loaded. It is not lost: it goes back (through the
+/// delayed set) for whichever worker serves it, or for this one once the plugin is installed;
+/// only after `unregistered_timeout` without any worker taking it is it dead-lettered.
+async fn unregistered(
+    shared: &Shared,
+    delivery: &Delivery,
+    msg: &TaskMessage,
+    meta: &TaskMeta,
+    lineage: &Lineage,
+) {
+    let timeout = shared.config.worker.unregistered_timeout;
+    let id = if msg.id.is_empty() {
+        delivery.tag.clone()
+    } else {
+        msg.id.clone()
+    };
+    let now = now_ms();
+    let first_seen = if timeout.is_zero() {
+        Some(now)
+    } else {
+        let key = format!("{UNREGISTERED}{id}");
+        let keep_ms = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX / 2)
+            .saturating_add(3_600_000);
+        let mut conn = shared.broker.connection();
+        let got: redis::RedisResult<Option<u64>> = redis::cmd("SET")
+            .arg(&key)
+            .arg(now)
+            .arg("NX")
+            .arg("GET")
+            .arg("PX")
+            .arg(keep_ms)
+            .query_async(&mut conn)
+            .await;
+        match got {
+            Ok(Some(earlier)) => Some(earlier),
+            Ok(None) => Some(now),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not record when the task was first unroutable; counting from now");
+                Some(now)
+            }
+        }
+    };
+    let waited = Duration::from_millis(now.saturating_sub(first_seen.unwrap_or(now)));
+    if waited < timeout {
+        tracing::info!(
+            waited_s = waited.as_secs(),
+            timeout_s = timeout.as_secs(),
+            "no plugin on this worker serves this task; returning it for a worker that does"
+        );
+        let retry_in = UNREGISTERED_RETRY.min(timeout - waited);
+        let finish = Finish {
+            require_owned: true,
+            delayed: Some((
+                now.saturating_add(u64::try_from(retry_in.as_millis()).unwrap_or(2_000)),
+                delayed_member(
+                    &delivery.list_key,
+                    &String::from_utf8_lossy(&delivery.raw),
+                    &delivery.tag,
+                ),
+            )),
+            ..Finish::default()
+        };
+        commit(shared, &delivery.tag, finish).await;
+        return;
+    }
+    let reason = format!(
+        "task '{}' is not served by any worker that saw it within {} (this worker serves: {}); install the plugin that serves it, then requeue from the dead-letter list",
+        msg.task,
+        humantime::format_duration(timeout),
+        shared.registry.current().task_names().join(", ")
+    );
+    tracing::warn!(%reason, "unknown task; dead-lettered");
+    let failure = Failure::new("NotRegistered", format!("'{}'", msg.task));
+    let finish = Finish {
+        require_owned: true,
+        results: if msg.id.is_empty() {
+            Vec::new()
+        } else {
+            vec![(
+                results::key(&msg.id),
+                results::failure(&msg.id, &failure, None, lineage, None),
+            )]
+        },
+        result_ttl: shared.results.ttl(),
+        dead_letter: Some(dead_letter_entry(
+            shared,
+            delivery,
+            &meta.queue,
+            Some(msg),
+            "NotRegistered",
+            &reason,
+        )),
+        ..Finish::default()
+    };
+    if commit(shared, &delivery.tag, finish).await && !timeout.is_zero() {
+        let mut conn = shared.broker.connection();
+        let _: redis::RedisResult<()> =
+            redis::AsyncCommands::del(&mut conn, format!("{UNREGISTERED}{id}")).await;
     }
 }
 
@@ -467,6 +679,9 @@ async fn dead_letter_undecodable(
         .stats
         .failed
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .metrics
+        .record_task(UNDECODABLE, queue, TaskState::Failure, None);
     commit(shared, &delivery.tag, finish).await;
 }
 

@@ -5,9 +5,12 @@
 //! the in-flight table; each task's own state lives in its `Store`.
 
 pub mod autoscale;
+pub mod control;
 pub mod backends;
 pub mod executor;
+pub mod monitor;
 pub mod retry;
+mod smtp;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,12 +18,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::broker::notify::QueueNotifier;
 use crate::broker::{self, Broker, message};
 use crate::config::Config;
-use crate::registry::{self, Registry};
+use crate::registry::{self, Registry, RegistryHandle};
 use crate::results::ResultStore;
 use crate::runtime::capabilities::mail::{MailBackend, OutboxMail};
 use crate::runtime::{Backends, CancelToken, EngineSettings, Runtime, RuntimeSettings};
@@ -62,8 +66,8 @@ pub struct Shared {
     pub config: Arc<Config>,
     /// The sandbox.
     pub runtime: Arc<Runtime>,
-    /// Task → plugin.
-    pub registry: Arc<Registry>,
+    /// Task → plugin, replaced whole when the plugin directory changes.
+    pub registry: Arc<RegistryHandle>,
     /// The broker connection.
     pub broker: Broker,
     /// The result backend.
@@ -81,6 +85,14 @@ pub struct Shared {
     pub separate_results: bool,
     /// Counters.
     pub stats: Stats,
+    /// Prometheus metrics, recorded as tasks finish and served by `--http`.
+    pub metrics: crate::metrics::Metrics,
+    /// When the maintenance loop last went round, so `/healthz` can tell a wedged worker.
+    pub loop_tick: crate::http::LoopTick,
+    /// When the worker started.
+    pub started_at: jiff::Timestamp,
+    /// Task ids revoked by `taskbox control revoke`.
+    pub revoked: control::Revoked,
     in_flight: Mutex<HashMap<String, InFlight>>,
 }
 
@@ -145,12 +157,20 @@ pub struct Worker {
     scaler: Arc<autoscale::Scaler>,
     notifier: QueueNotifier,
     queues: Vec<String>,
+    control_client: redis::Client,
+    /// The bound `--http` listener, served from [`Worker::run`].
+    http: Option<tokio::net::TcpListener>,
 }
 
 impl Worker {
     /// Connects, loads the runtime and plugins, declares the queues and registers the worker.
     pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Worker> {
         let config = Arc::new(config);
+        // Bound before anything connects, so a taken port is the first and only start-up error.
+        let http = match &config.worker.http {
+            Some(addr) => Some(crate::http::bind(addr).await?),
+            None => None,
+        };
         let name = config.worker.name.clone().unwrap_or_else(default_name);
         let worker_id = format!(
             "{name}:{}:{}",
@@ -193,7 +213,8 @@ impl Worker {
             .unwrap_or((concurrency, concurrency));
         let runtime = Arc::new(Runtime::new(RuntimeSettings {
             engine: EngineSettings {
-                max_live_stores: max_slots + 4,
+                // Twice the slots: `control pool-grow` may add up to that many at run time.
+                max_live_stores: max_slots.saturating_mul(2) + 4,
                 ..EngineSettings::default()
             },
             cache_dir: config
@@ -202,7 +223,9 @@ impl Worker {
                 .clone()
                 .or_else(crate::cli::default_cache_dir),
         })?);
-        let registry = Arc::new(Registry::load(&runtime, &config).await?);
+        let registry = Arc::new(RegistryHandle::new(
+            Registry::load(&runtime, &config).await?,
+        ));
 
         let mail: Arc<dyn MailBackend> = match config.mail.kind.as_deref() {
             Some("outbox") => {
@@ -213,8 +236,9 @@ impl Worker {
                     .context("MAIL_TYPE=outbox needs MAIL_OUTBOX_DIR")?;
                 Arc::new(OutboxMail::new(dir, config.mail.default_from.clone())?)
             }
+            Some("smtp") => Arc::new(smtp::SmtpMail::new(&config.mail)?),
             Some(other) => anyhow::bail!(
-                "MAIL_TYPE={other} is not supported by this worker yet; use MAIL_TYPE=outbox with MAIL_OUTBOX_DIR"
+                "MAIL_TYPE={other} is not supported; use MAIL_TYPE=smtp (with SMTP_SERVER) or MAIL_TYPE=outbox (with MAIL_OUTBOX_DIR)"
             ),
             None => Arc::new(backends::UnconfiguredMail),
         };
@@ -233,6 +257,10 @@ impl Worker {
                 origin.clone(),
             )),
             progress: Arc::new(backends::ResultProgress::new(results.clone())),
+            housekeeping: Arc::new(backends::RedisHousekeeping::new(
+                broker.clone(),
+                results.clone(),
+            )),
         };
 
         let queues = config.worker.queues.clone();
@@ -244,14 +272,14 @@ impl Worker {
             shutdown.token(),
         );
         let slots = Arc::new(Semaphore::new(min_slots as usize));
-        let scaler = Arc::new(autoscale::Scaler::new(slots.clone(), min_slots, max_slots));
+        let scaler = Arc::new(autoscale::Scaler::new(slots.clone(), min_slots, max_slots, max_slots.saturating_mul(2)));
         tracing::info!(
             worker = %worker_id,
             broker = %broker.url(),
             queues = %queues.join(","),
             slots = min_slots,
             max_slots,
-            tasks = %registry.task_names().join(","),
+            tasks = %registry.current().task_names().join(","),
             "worker ready"
         );
         let shared = Arc::new(Shared {
@@ -266,14 +294,22 @@ impl Worker {
             shutdown,
             separate_results,
             stats: Stats::default(),
+            metrics: crate::metrics::Metrics::new(),
+            loop_tick: crate::http::LoopTick::default(),
+            started_at: jiff::Timestamp::now(),
+            revoked: control::Revoked::default(),
             in_flight: Mutex::new(HashMap::new()),
         });
+        shared.revoked.load(&shared.broker).await;
+        let control_client = broker::client_for(&broker_url, &sentinel).await?;
         Ok(Worker {
             shared,
             slots,
             scaler,
             notifier,
             queues,
+            control_client,
+            http,
         })
     }
 
@@ -284,12 +320,24 @@ impl Worker {
 
     /// Runs until shutdown: the fetch loop in the foreground, maintenance in the background,
     /// then the drain.
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(mut self) -> anyhow::Result<()> {
         let maintenance = tokio::spawn(maintain(
             self.shared.clone(),
             self.scaler.clone(),
             self.queues.clone(),
             self.notifier.clone(),
+        ));
+        let plugin_watch = tokio::spawn(watch_plugins(self.shared.clone()));
+        let http = self
+            .http
+            .take()
+            .map(|listener| crate::http::spawn(listener, self.shared.clone(), self.scaler.clone()));
+        control::publish_info(&self.shared, &self.scaler, &self.queues).await;
+        let control = tokio::spawn(control::listen(
+            self.shared.clone(),
+            self.scaler.clone(),
+            self.queues.clone(),
+            self.control_client.clone(),
         ));
         let mut tasks = tokio::task::JoinSet::new();
         let mut rotation = 0usize;
@@ -359,7 +407,14 @@ impl Worker {
                 });
             }
         }
+        plugin_watch.abort();
+        let _ = plugin_watch.await;
+        control.abort();
+        let _ = control.await;
         self.drain(tasks, maintenance).await;
+        if let Some(http) = http {
+            http.abort();
+        }
         Ok(())
     }
 
@@ -409,6 +464,14 @@ impl Worker {
         let _: Result<(), _> =
             redis::AsyncCommands::zrem(&mut conn, broker::WORKERS, self.shared.broker.worker_id())
                 .await;
+        let _: Result<(), _> = redis::AsyncCommands::del(
+            &mut conn,
+            &[
+                plugins_key(self.shared.broker.worker_id()),
+                control::info_key(self.shared.broker.worker_id()),
+            ],
+        )
+        .await;
         tracing::info!(
             succeeded = self.shared.stats.succeeded.load(Ordering::Relaxed),
             failed = self.shared.stats.failed.load(Ordering::Relaxed),
@@ -486,10 +549,12 @@ async fn maintain(
     // again first, so an outage never turns into a fleet-wide redelivery.
     let mut healthy_since: Option<Instant> = None;
     loop {
+        shared.loop_tick.tick();
         tokio::select! {
             _ = heartbeat.tick() => {
                 let tags: Vec<String> = shared.in_flight().into_iter().map(|(tag, _)| tag).collect();
                 let beat = tokio::time::timeout(cfg.heartbeat_interval, shared.broker.heartbeat(&tags)).await;
+                control::publish_info(&shared, &scaler, &queues).await;
                 match beat {
                     Ok(Ok(true)) => {
                         healthy_since.get_or_insert_with(Instant::now);
@@ -538,5 +603,80 @@ async fn maintain(
                 }
             }
         }
+    }
+}
+
+/// The Redis key where a worker publishes what its plugins are doing, for `taskbox plugin
+/// list`; it expires when the worker stops refreshing it.
+pub fn plugins_key(worker_id: &str) -> String {
+    format!("taskbox:plugins:{worker_id}")
+}
+
+/// How often the published plugin status is refreshed (it expires after three times this).
+const PLUGIN_STATUS_EVERY: Duration = Duration::from_secs(10);
+
+/// Writes this worker's plugin status to Redis.
+async fn publish_plugins(shared: &Shared) {
+    let status = json!({
+        "worker": shared.broker.worker_id(),
+        "name": shared.name,
+        "at": crate::broker::message::format_timestamp(jiff::Timestamp::now()),
+        "plugins": shared.registry.current().status(),
+    });
+    let mut conn = shared.broker.connection();
+    let ttl = PLUGIN_STATUS_EVERY.as_secs() * 3;
+    let written: Result<(), _> = redis::AsyncCommands::set_ex(
+        &mut conn,
+        plugins_key(shared.broker.worker_id()),
+        status.to_string(),
+        ttl,
+    )
+    .await;
+    if let Err(err) = written {
+        tracing::debug!(error = %err, "could not publish plugin status");
+    }
+}
+
+/// Reloads plugins when the plugin directory changes, and keeps the published status fresh.
+async fn watch_plugins(shared: Arc<Shared>) {
+    publish_plugins(&shared).await;
+    let mut changes = shared.config.worker.plugins_dir.clone().map(|dir| {
+        registry::watch::spawn(
+            dir,
+            shared.config.worker.plugin_poll,
+            shared.shutdown.token(),
+        )
+    });
+    let mut refresh = tokio::time::interval(PLUGIN_STATUS_EVERY);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let changed = match changes.as_mut() {
+            Some(rx) => tokio::select! {
+                got = rx.recv() => got.is_some(),
+                _ = refresh.tick() => false,
+            },
+            None => {
+                refresh.tick().await;
+                false
+            }
+        };
+        if changed {
+            match shared
+                .registry
+                .reload(&shared.runtime, &shared.config)
+                .await
+            {
+                Ok(n) => {
+                    if n > 0 {
+                        shared.metrics.record_plugin_reload();
+                    }
+                    tracing::info!(changes = n, tasks = %shared.registry.current().task_names().join(","), "plugin directory reloaded");
+                }
+                Err(err) => {
+                    tracing::error!(error = %format_args!("{err:#}"), "could not reload the plugin directory; the loaded plugins keep serving")
+                }
+            }
+        }
+        publish_plugins(&shared).await;
     }
 }

@@ -5,6 +5,7 @@
 //! Where a capability's calls go (Redis in the worker, memory or local files under
 //! `taskbox exec`) is a backend chosen by whoever runs the task; see [`Backends`].
 
+pub mod housekeeping;
 pub mod kv;
 pub mod log;
 pub mod mail;
@@ -33,16 +34,19 @@ pub enum Capability {
     Mail,
     /// `taskbox:task/queue`
     Queue,
+    /// `taskbox:task/housekeeping`
+    Housekeeping,
 }
 
 impl Capability {
     /// Every capability, in WIT order.
-    pub const ALL: [Capability; 5] = [
+    pub const ALL: [Capability; 6] = [
         Capability::Log,
         Capability::Progress,
         Capability::Kv,
         Capability::Mail,
         Capability::Queue,
+        Capability::Housekeeping,
     ];
 
     /// The WIT interface name, as in `taskbox:task/<name>`.
@@ -53,6 +57,7 @@ impl Capability {
             Capability::Kv => "kv",
             Capability::Mail => "mail",
             Capability::Queue => "queue",
+            Capability::Housekeeping => "housekeeping",
         }
     }
 
@@ -133,6 +138,9 @@ pub struct Grants {
     pub capabilities: Vec<Capability>,
     /// Queues the plugin may enqueue to (`*` means any); only meaningful with `queue`.
     pub queues: Vec<String>,
+    /// Other plugins' kv namespaces it may clean up (`*` means any); only meaningful with
+    /// `housekeeping`.
+    pub namespaces: Vec<String>,
     /// Preopened directories.
     pub dirs: Vec<DirGrant>,
     /// Environment variables the guest sees, by name and value.
@@ -143,7 +151,8 @@ pub struct Grants {
 
 impl Grants {
     /// Every capability, every queue, no directories and no environment: what a built-in or a
-    /// plugin under `taskbox exec` gets by default.
+    /// plugin under `taskbox exec` gets by default. No other plugin's kv namespace: that is
+    /// granted by name.
     pub fn all_capabilities() -> Grants {
         Grants {
             capabilities: Capability::ALL.to_vec(),
@@ -155,6 +164,12 @@ impl Grants {
     /// Whether `cap` is granted.
     pub fn allows(&self, cap: Capability) -> bool {
         self.capabilities.contains(&cap)
+    }
+
+    /// Whether housekeeping of the kv namespace `namespace` is granted.
+    pub fn allows_namespace(&self, namespace: &str) -> bool {
+        self.allows(Capability::Housekeeping)
+            && self.namespaces.iter().any(|n| n == "*" || n == namespace)
     }
 
     /// Whether enqueueing to `queue` is granted.
@@ -192,6 +207,8 @@ pub struct Backends {
     pub queue: Arc<dyn queue::QueueBackend>,
     /// Progress reports.
     pub progress: Arc<dyn progress::ProgressSink>,
+    /// Sweeping of results and dead letters.
+    pub housekeeping: Arc<dyn housekeeping::HousekeepingBackend>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -209,6 +226,7 @@ impl Backends {
             mail: Arc::new(mail::CaptureMail::default()),
             queue: Arc::new(queue::CaptureQueue::default()),
             progress: Arc::new(progress::LogProgress),
+            housekeeping: Arc::new(housekeeping::NoRecords),
         }
     }
 }
