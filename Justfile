@@ -63,6 +63,12 @@ fmt:
 demo: build
     ./examples/demo.sh target/release/taskbox
 
+# Build the third-party `keywords` plugin (examples/keywords), run it with `taskbox exec`, install
+# it into a running worker with `taskbox plugin add`, and send it tasks (see PLUGIN_GUIDE.md).
+[group('demo')]
+example: build
+    ./examples/example.sh target/release/taskbox
+
 # Measure sandbox overhead, guest CPU speed against native, and the release worker end to end
 # against a real Celery worker on one Redis; writes BENCHMARKS.md.
 [group('bench')]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The taskbox tour, with the release binary: start a worker against Redis (a private
 # redis-server when none answers on 127.0.0.1:6379), push the example documents through the
-# built-in chunking component as Celery-format tasks, then send hostile tasks and show each one
-# contained with its typed error while the worker keeps serving.
+# document pipeline (a Celery chain extract.text -> chunking.split -> indexing.index), search
+# them, send a mail to the outbox, run a retention dry run, then send hostile tasks and show each
+# one contained with its typed error while the worker keeps serving.
 # Usage: examples/demo.sh [path/to/taskbox]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,12 +29,16 @@ else
     until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
     echo "== Started a private redis-server on port $port"
 fi
-"$taskbox" purge -Q pipeline --broker "$broker" >/dev/null
+"$taskbox" purge -Q pipeline,dataset,mail,retention --broker "$broker" >/dev/null
+redis-cli -u "$broker" del taskbox:kv:indexing >/dev/null 2>&1 || true
 
 cat > "$work/taskbox.toml" <<TOML
 [worker]
-queues = ["pipeline"]
+queues = ["pipeline", "dataset", "mail", "retention"]
 shutdown_grace = "5s"
+
+[plugins.retention]
+dirs = ["$work/storage:/storage"]
 
 [mail]
 kind = "outbox"
@@ -50,29 +55,49 @@ queue = "pipeline"
 limits = { fuel = 200000000, memory = "64MiB", timeout = "2s" }
 TOML
 
-LOG_LEVEL=warn,taskbox::worker=info "$taskbox" worker --config "$work/taskbox.toml" --broker "$broker" -c 4 2>"$work/worker.log" &
+mkdir -p "$work/storage"
+LOG_LEVEL=warn,taskbox::worker=info "$taskbox" worker --config "$work/taskbox.toml" --broker "$broker" -c 4 >"$work/worker.log" 2>&1 &
 pids+=($!)
 until grep -q "worker ready" "$work/worker.log" 2>/dev/null || ! kill -0 "${pids[-1]}" 2>/dev/null; do
     sleep 0.1
 done
-echo "== Worker running (4 slots), consuming 'pipeline'"
+if ! kill -0 "${pids[-1]}" 2>/dev/null; then cat "$work/worker.log"; exit 1; fi
+echo "== Worker running (4 slots), consuming pipeline, dataset, mail, retention"
 echo
+send() { "$taskbox" send "$@" --broker "$broker" --config "$work/taskbox.toml" --wait 60 2>"$work/send.err"; }
 
-echo "== Chunking the example documents through the worker"
-for doc in examples/documents/*.md; do
-    args=$(python3 -c 'import json,sys; print(json.dumps([open(sys.argv[1], encoding="utf-8").read()]))' "$doc")
-    out=$("$taskbox" send chunking.split --args "$args" --broker "$broker" --config "$work/taskbox.toml" --wait 30 2>/dev/null)
+echo "== The document pipeline: extract.text -> chunking.split -> indexing.index, one Celery chain per file"
+for doc in examples/documents/*.{md,html,csv,json,docx}; do
+    [ -e "$doc" ] || continue
+    args=$(python3 -c 'import base64,json,os,sys; p=sys.argv[1]; n=os.path.basename(p); print(json.dumps([{"id": n, "filename": n, "content_base64": base64.b64encode(open(p,"rb").read()).decode()}]))' "$doc")
+    out=$(send extract.text --args "$args" --chain chunking.split --chain 'indexing.index:{"dataset": "demo"}') || { cat "$work/send.err"; exit 1; }
     python3 - "$doc" "$out" <<'PY'
 import json, sys
 doc, out = sys.argv[1], json.loads(sys.argv[2])
-print(f"{doc}: {len(out['segments'])} segments, {out['total_tokens']} tokens")
-for s in out["segments"][:3]:
-    print(f"  #{s['position']} {s['tokens']:>4} tokens  sha256 {s['sha256'][:12]}  {s['content'][:56]!r}")
+print(f"  {doc:<44} {out['segments']:>2} segments indexed into '{out['dataset']}' ({out['technique']})")
 PY
 done
 echo
+echo "== indexing.search('demo', 'bellwether canary'): the document with those rare words ranks first"
+out=$(send indexing.search --args '["demo", "bellwether canary", 3]') || { cat "$work/send.err"; exit 1; }
+python3 - "$out" <<'PY'
+import json, sys
+for i, hit in enumerate(json.loads(sys.argv[1])["results"], 1):
+    print(f"  {i}. {hit['document_id']:<26} score {hit['score']:.3f}  {hit['content'][:70]!r}")
+PY
+echo
+echo "== mail.send('invite_member', ...) rendered by the mail component, delivered to the outbox"
+out=$(send mail.send --args '["invite_member", "ada@example.com"]' --kwargs '{"inviter_name": "Grace", "workspace_name": "Analytical Engines", "url": "https://example.com/invite/42"}') || { cat "$work/send.err"; exit 1; }
+echo "  result: $out"
+echo "  outbox: $(ls "$work/outbox" | head -n 1) ($(grep -h '^Subject:' "$work"/outbox/*.eml | head -n 1))"
+echo
+echo "== retention.sweep(dry_run=True): what a clean-up would delete, deleting nothing"
+out=$(send retention.sweep --kwargs '{"dry_run": true}') || { cat "$work/send.err"; exit 1; }
+python3 -c 'import json,sys; print("  " + json.dumps(json.loads(sys.argv[1])))' "$out"
+echo
 
 echo "== Hostile tasks through the same worker: each fails alone, with its kind"
+rm -f "$work"/outbox/*.eml
 hostile_send() {
     local label=$1 args=$2 out
     set +e

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use redis::Commands as _;
@@ -83,7 +83,8 @@ impl Process {
             .arg("--broker")
             .arg(redis.url())
             .env("LOG_LEVEL", "info,taskbox=debug")
-            .stdout(Stdio::null())
+            // `beat` and `worker` log to stdout; errors before logging starts go to stderr.
+            .stdout(file.try_clone().expect("log file"))
             .stderr(file);
         for name in SWITCHES {
             cmd.env_remove(name);

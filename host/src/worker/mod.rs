@@ -548,13 +548,16 @@ async fn maintain(
     // own heartbeats have succeeded for `dead_after` gives every live peer time to heartbeat
     // again first, so an outage never turns into a fleet-wide redelivery.
     let mut healthy_since: Option<Instant> = None;
+    // Each Redis wait below is bounded by one heartbeat interval, so an unreachable Redis slows
+    // the loop but never stalls it: `/healthz` reads a stall as a stuck worker.
+    let bound = cfg.heartbeat_interval;
     loop {
         shared.loop_tick.tick();
         tokio::select! {
             _ = heartbeat.tick() => {
                 let tags: Vec<String> = shared.in_flight().into_iter().map(|(tag, _)| tag).collect();
                 let beat = tokio::time::timeout(cfg.heartbeat_interval, shared.broker.heartbeat(&tags)).await;
-                control::publish_info(&shared, &scaler, &queues).await;
+                let _ = tokio::time::timeout(bound, control::publish_info(&shared, &scaler, &queues)).await;
                 match beat {
                     Ok(Ok(true)) => {
                         healthy_since.get_or_insert_with(Instant::now);
@@ -587,19 +590,24 @@ async fn maintain(
                 }
             }
             _ = promote.tick() => {
-                match shared.broker.promote_due(500).await {
-                    Ok(n) if n > 0 => notifier.wake(),
-                    Ok(_) => {}
-                    Err(err) => tracing::debug!(error = %format_args!("{err:#}"), "promoting delayed tasks failed"),
+                match tokio::time::timeout(bound, shared.broker.promote_due(500)).await {
+                    Ok(Ok(n)) if n > 0 => notifier.wake(),
+                    Ok(Ok(_)) | Err(_) => {}
+                    Ok(Err(err)) => tracing::debug!(error = %format_args!("{err:#}"), "promoting delayed tasks failed"),
                 }
             }
             _ = scale.tick() => {
                 if scaler.is_dynamic() {
-                    let mut backlog = 0;
-                    for q in &queues {
-                        backlog += shared.broker.depth(q).await.unwrap_or(0);
+                    let depths = async {
+                        let mut backlog = 0;
+                        for q in &queues {
+                            backlog += shared.broker.depth(q).await.unwrap_or(0);
+                        }
+                        backlog
+                    };
+                    if let Ok(backlog) = tokio::time::timeout(bound, depths).await {
+                        scaler.adjust(backlog, shared.in_flight().len() as u32);
                     }
-                    scaler.adjust(backlog, shared.in_flight().len() as u32);
                 }
             }
         }

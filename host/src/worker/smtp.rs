@@ -21,9 +21,13 @@ use lettre::{AsyncTransport as _, Tokio1Executor};
 use crate::config::MailConfig;
 use crate::runtime::capabilities::mail::{DeliveryError, MailBackend, OutgoingMail};
 
-/// How long one SMTP step (connect, greeting, each command) may take before the attempt counts
-/// as a temporary failure; well under a task's default timeout so the retry is the task's own.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long opening the TCP connection may take (lettre applies its timeout to this step only).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one whole send (connect, TLS, login, envelope, data) may take before it counts as
+/// a temporary failure. lettre's async client has no read timeout, so without this a server
+/// that accepts and then stalls would hold the task until its own timeout killed it; this stays
+/// well under the default task timeout so the outcome is a retry.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most connections kept open to the server at once (one per concurrently sending task).
 pub const POOL_SIZE: u32 = 10;
 /// An idle pooled connection is closed after this long, before most servers drop it anyway.
@@ -69,6 +73,7 @@ pub struct SmtpMail {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     server: String,
     default_from: Option<String>,
+    send_timeout: Duration,
     /// Strings that must never appear in an error message (the password and its encodings).
     secrets: Vec<String>,
 }
@@ -100,7 +105,7 @@ impl SmtpMail {
         let mode = TlsMode::of(config);
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
             .port(port)
-            .timeout(Some(COMMAND_TIMEOUT))
+            .timeout(Some(CONNECT_TIMEOUT))
             .pool_config(
                 PoolConfig::new()
                     .max_size(POOL_SIZE)
@@ -148,6 +153,7 @@ impl SmtpMail {
             transport: builder.build(),
             server: format!("{host}:{port}"),
             default_from: config.default_from.clone(),
+            send_timeout: SEND_TIMEOUT,
             secrets,
         })
     }
@@ -175,12 +181,18 @@ impl MailBackend for SmtpMail {
             .to_rfc5322()
             .map_err(|e| DeliveryError::Permanent(format!("{e:#}")))?;
         let envelope = envelope(mail).map_err(DeliveryError::Permanent)?;
-        match self.transport.send_raw(&envelope, &bytes).await {
-            Ok(_) => {
+        let send = self.transport.send_raw(&envelope, &bytes);
+        match tokio::time::timeout(self.send_timeout, send).await {
+            Err(_) => Err(DeliveryError::Temporary(format!(
+                "SMTP server {}: no answer within {}s",
+                self.server,
+                self.send_timeout.as_secs_f64()
+            ))),
+            Ok(Ok(_)) => {
                 tracing::debug!(server = %self.server, message_id = %mail.message_id, "SMTP server accepted the message");
                 Ok(())
             }
-            Err(err) => {
+            Ok(Err(err)) => {
                 let message = self.scrub(format!("SMTP server {}: {err}", self.server));
                 Err(match classify(&err) {
                     Class::Temporary => DeliveryError::Temporary(message),
@@ -262,8 +274,9 @@ mod tests {
         data_end: "250 2.0.0 queued",
     };
 
-    /// A one-connection-at-a-time SMTP server speaking just enough of the protocol; returns
-    /// its port and the DATA payloads it accepted.
+    /// An SMTP server speaking just enough of the protocol, one task per connection (the
+    /// pool may open a second connection while the first is being recycled); returns its port
+    /// and the DATA payloads it accepted.
     async fn fake_server(script: Script) -> (u16, Arc<Mutex<Vec<String>>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -271,48 +284,57 @@ mod tests {
         let store = received.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (read, mut write) = stream.into_split();
-                let mut lines = BufReader::new(read).lines();
-                write.write_all(b"220 fake ESMTP\r\n").await.unwrap();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let verb = line
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_ascii_uppercase();
-                    let reply = match verb.as_str() {
-                        "EHLO" => "250-fake\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME".to_string(),
-                        "AUTH" => format!("535 5.7.8 refused: {line} s3cret-pw"),
-                        "RCPT" => script.rcpt.to_string(),
-                        "DATA" => {
-                            write.write_all(b"354 go ahead\r\n").await.unwrap();
-                            let mut data = String::new();
-                            while let Ok(Some(l)) = lines.next_line().await {
-                                if l == "." {
-                                    break;
-                                }
-                                data.push_str(&l);
-                                data.push('\n');
-                            }
-                            if script.data_end.starts_with('2') {
-                                store.lock().unwrap().push(data);
-                            }
-                            script.data_end.to_string()
-                        }
-                        "QUIT" => {
-                            let _ = write.write_all(b"221 bye\r\n").await;
-                            break;
-                        }
-                        _ => "250 ok".to_string(),
-                    };
-                    write
-                        .write_all(format!("{reply}\r\n").as_bytes())
-                        .await
-                        .unwrap();
-                }
+                tokio::spawn(serve(stream, script, store.clone()));
             }
         });
         (port, received)
+    }
+
+    async fn serve(stream: tokio::net::TcpStream, script: Script, store: Arc<Mutex<Vec<String>>>) {
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        if write.write_all(b"220 fake ESMTP\r\n").await.is_err() {
+            return;
+        }
+        while let Ok(Some(line)) = lines.next_line().await {
+            let verb = line
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_ascii_uppercase();
+            let reply = match verb.as_str() {
+                "EHLO" => "250-fake\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME".to_string(),
+                "AUTH" => format!("535 5.7.8 refused: {line} s3cret-pw"),
+                "RCPT" => script.rcpt.to_string(),
+                "DATA" => {
+                    if write.write_all(b"354 go ahead\r\n").await.is_err() {
+                        return;
+                    }
+                    let mut data = String::new();
+                    while let Ok(Some(l)) = lines.next_line().await {
+                        if l == "." {
+                            break;
+                        }
+                        data.push_str(&l);
+                        data.push('\n');
+                    }
+                    if script.data_end.starts_with('2') {
+                        store.lock().unwrap().push(data);
+                    }
+                    script.data_end.to_string()
+                }
+                "QUIT" => "221 bye".to_string(),
+                _ => "250 ok".to_string(),
+            };
+            if write
+                .write_all(format!("{reply}\r\n").as_bytes())
+                .await
+                .is_err()
+                || verb == "QUIT"
+            {
+                return;
+            }
+        }
     }
 
     fn config(port: u16) -> MailConfig {
@@ -422,6 +444,27 @@ mod tests {
         let plain_token = secret_forms("user", "s3cret-pw")[2].clone();
         assert!(!message.contains(&plain_token), "{message}");
         assert!(!message.contains("s3cret-pw"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_accepts_and_stalls_is_a_temporary_failure() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Accepts connections and never says a word.
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let mut smtp = SmtpMail::new(&config(port)).unwrap();
+        smtp.send_timeout = Duration::from_millis(300);
+        let err = smtp.deliver(&mail()).await.unwrap_err();
+        assert!(
+            matches!(&err, DeliveryError::Temporary(m) if m.contains("no answer within 0.3s")),
+            "{err:?}"
+        );
+        silent.abort();
     }
 
     #[test]

@@ -267,6 +267,17 @@ fn zip_bomb_is_rejected() {
     assert!(bomb.len() < 1024 * 1024);
     let message = rejected(json!({"content_base64": b64(&bomb), "filename": "bomb.docx"}));
     assert!(message.contains("zip bomb"), "{message}");
+
+    // The same bomb declaring 100 bytes in both headers: the inflated stream is cut off.
+    let mut liar = bomb;
+    liar[22..26].copy_from_slice(&100u32.to_le_bytes());
+    let central = liar
+        .windows(4)
+        .position(|w| w == b"PK\x01\x02")
+        .expect("a central directory entry");
+    liar[central + 24..central + 28].copy_from_slice(&100u32.to_le_bytes());
+    let message = rejected(json!({"content_base64": b64(&liar), "filename": "liar.docx"}));
+    assert!(message.contains("word/document.xml"), "{message}");
 }
 
 #[test]

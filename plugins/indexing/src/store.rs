@@ -27,7 +27,7 @@
 //! the kv value limit; the shard count is stored in the meta so it can change for new
 //! datasets without breaking old ones.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -48,8 +48,10 @@ pub const MAX_WRITE_BYTES: usize = 32 * 1024 * 1024;
 pub const MAX_DATASET_BYTES: usize = 100;
 /// Longest document id in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 200;
-/// Keys per page when purging a dataset's leftovers.
+/// Keys per scan page when purging a dataset's leftovers.
 const PURGE_PAGE: u32 = 500;
+/// Keys deleted per purge batch.
+const PURGE_BATCH: usize = 1_000;
 /// Stop purging (and ask for a retry) when less time than this is left before the deadline.
 const PURGE_MARGIN_MS: u128 = 2_000;
 
@@ -390,12 +392,26 @@ pub fn delete(keys: &[String]) -> Result<u64, TaskError> {
     Ok(removed)
 }
 
-/// Deletes every key under the dataset prefix, one scan page at a time. When the task's
-/// deadline gets close it stops and asks for a retry: deleted keys stay deleted, so the
-/// next attempt continues where this one stopped.
+/// Deletes every key under the dataset prefix in bounded batches. Each batch is collected by
+/// a fresh scan before anything is deleted, because a scan cursor is not guaranteed to
+/// survive deletions (offset-based backends would skip keys). When the task's deadline gets
+/// close it stops and asks for a retry: deleted keys stay deleted, so the next attempt
+/// continues where this one stopped.
 pub fn purge(ctx: &Context, keys: &Keys) -> Result<u64, TaskError> {
-    let mut cursor = 0;
     let mut removed = 0;
+    loop {
+        let batch = collect(ctx, keys)?;
+        if batch.is_empty() {
+            return Ok(removed);
+        }
+        removed += delete(&batch)?;
+    }
+}
+
+/// Up to [`PURGE_BATCH`] distinct keys under the dataset prefix, scanning from the start.
+fn collect(ctx: &Context, keys: &Keys) -> Result<Vec<String>, TaskError> {
+    let mut found = BTreeSet::new();
+    let mut cursor = 0;
     loop {
         if ctx.remaining().as_millis() < PURGE_MARGIN_MS {
             return Err(TaskError::retry(format!(
@@ -405,11 +421,9 @@ pub fn purge(ctx: &Context, keys: &Keys) -> Result<u64, TaskError> {
             )));
         }
         let (next, page) = kv::scan(keys.prefix(), cursor, PURGE_PAGE)?;
-        if !page.is_empty() {
-            removed += delete(&page)?;
-        }
-        if next == 0 {
-            return Ok(removed);
+        found.extend(page);
+        if next == 0 || found.len() >= PURGE_BATCH {
+            return Ok(found.into_iter().collect());
         }
         cursor = next;
     }

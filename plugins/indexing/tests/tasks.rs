@@ -709,3 +709,40 @@ fn a_delete_interrupted_after_phase_one_is_finished_once_by_the_retry() {
         assert_eq!(normalized(), reference, "{technique}");
     }
 }
+
+#[test]
+fn a_large_deleted_dataset_is_purged_completely_before_a_fresh_index() {
+    testing::reset();
+    // About 1500 distinct terms: far more leftover keys than one scan page.
+    let text: Vec<String> = (0..1500).map(|i| format!("w{i}")).collect();
+    let chunks = json!({"segments": [{"content": text.join(" ")}]});
+    index(chunks, json!({"dataset": "big", "document_id": "a"})).unwrap();
+    let prefix = Keys::new("big").prefix().to_string();
+    assert!(kv_keys().iter().filter(|k| k.starts_with(&prefix)).count() > 1500);
+    call(
+        TASKBOX_TASKS,
+        "indexing.delete_dataset",
+        json!(["big"]),
+        json!({}),
+    )
+    .unwrap();
+
+    index(split(GARDEN), json!({"dataset": "big", "document_id": "g"})).unwrap();
+    // Old keys: the `w<digits>` terms and anything of document `a`.
+    let old_term = |k: &str| {
+        k.split_once(":term:w")
+            .is_some_and(|(_, rest)| rest.starts_with(|c: char| c.is_ascii_digit()))
+    };
+    let left: Vec<String> = kv_keys()
+        .into_iter()
+        .filter(|k| {
+            k.starts_with(&prefix) && (old_term(k) || k.ends_with(":a") || k.contains(":a:"))
+        })
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{} old keys survived, e.g. {:?}",
+        left.len(),
+        left.first()
+    );
+}
