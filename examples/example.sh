@@ -26,9 +26,29 @@ fail() {
     echo "error: $*" >&2
     exit 1
 }
-# Prints a JSON value with two-space indentation, one keyword per line.
+# Prints a JSON value indented, with each innermost object or array (a keyword) on one line;
+# the Celery result meta `taskbox result` prints is summarised first.
 pretty() {
-    python3 -c 'import json, sys; print(json.dumps(json.loads(sys.argv[1]), indent=2, ensure_ascii=False))' "$1"
+    python3 - "$1" <<'PY'
+import json, sys
+
+def dump(v, pad=""):
+    inner = v.values() if isinstance(v, dict) else v if isinstance(v, list) else None
+    if inner is None or not v or all(not isinstance(x, (dict, list)) for x in inner):
+        return json.dumps(v, ensure_ascii=False)
+    items = v.items() if isinstance(v, dict) else [(None, x) for x in v]
+    lines = [pad + "  " + (json.dumps(k) + ": " if k is not None else "") + dump(x, pad + "  ") for k, x in items]
+    o, c = "{}" if isinstance(v, dict) else "[]"
+    return o + "\n" + ",\n".join(lines) + "\n" + pad + c
+
+v = json.loads(sys.argv[1])
+if isinstance(v, dict) and "status" in v and "taskbox" in v:
+    t = v["taskbox"] or {}
+    print(f"state {v['status']}, attempt {t.get('attempt')}, {t.get('duration_ms', 0):.1f} ms, "
+          f"fuel {t.get('fuel_used')}, peak memory {t.get('peak_memory')} bytes; result:")
+    v = v["result"]
+print(dump(v))
+PY
 }
 
 echo "== 1. Test the plugin natively, then build the component for wasm32-wasip2"
@@ -102,7 +122,7 @@ shutdown_grace = "5s"
 [plugins.keywords]
 capabilities = ["log", "kv"]
 TOML
-tb() { "$taskbox" "$@" --config "$config" --broker "$broker"; }
+tb() { "$taskbox" "$@" --config "$config" --broker "$broker" --log-level warn; }
 
 echo "== 4. taskbox plugin verify: every load-time check against this worker's grant"
 tb plugin verify "$bundle/keywords.wasm" --manifest "$bundle/plugin.toml"

@@ -70,14 +70,28 @@ pub fn sweep(
         }
         report.matched += 1;
         let prefix = format!("ds:{enc}:");
-        let done = if dry_run {
-            would_remove(&prefix, &mut budget, &mut report)?
+        let outcome = if dry_run {
+            if would_remove(&prefix, &mut budget, &mut report)? {
+                Removal::Done
+            } else {
+                Removal::OutOfBudget
+            }
         } else {
-            remove(&tombstone, &prefix, &mut budget, &mut report)?
+            remove(&tombstone, &raw, &prefix, &mut budget, &mut report)?
         };
-        if !done {
-            report.more = true;
-            break;
+        match outcome {
+            Removal::Done => {}
+            Removal::OutOfBudget => {
+                report.more = true;
+                break;
+            }
+            Removal::Revived => {
+                log::info(format!(
+                    "retention: dataset '{}' was indexed again during the sweep; its new keys are left alone",
+                    stone.dataset
+                ));
+                continue;
+            }
         }
         report.finished += 1;
         if !dry_run {
@@ -90,24 +104,40 @@ pub fn sweep(
     Ok(report)
 }
 
-/// Deletes the dataset's keys page by page, then its tombstone once a scan finds none; `false`
-/// when the budget ran out first.
+/// How removing one dataset ended.
+enum Removal {
+    /// Every key and the tombstone are gone.
+    Done,
+    /// The batch ran out; a later run continues.
+    OutOfBudget,
+    /// The tombstone changed or vanished mid-sweep: the dataset is being indexed again, so its
+    /// keys are no longer garbage.
+    Revived,
+}
+
+/// Deletes the dataset's keys page by page, then its tombstone once a scan finds none. Before
+/// each batch it re-reads the tombstone (`raw` is what the sweep saw), so a dataset re-indexed
+/// meanwhile loses at most the batch in flight, never its new keys wholesale.
 fn remove(
     tombstone: &str,
+    raw: &[u8],
     prefix: &str,
     budget: &mut usize,
     report: &mut DatasetsReport,
-) -> Result<bool, HousekeepingError> {
+) -> Result<Removal, HousekeepingError> {
     loop {
         if *budget == 0 {
-            return Ok(false);
+            return Ok(Removal::OutOfBudget);
+        }
+        if housekeeping::kv_get(NAMESPACE, tombstone)?.as_deref() != Some(raw) {
+            return Ok(Removal::Revived);
         }
         // Collect before deleting: a scan cursor is not guaranteed to survive deletions.
         let keys = collect(prefix, *budget)?;
         if keys.is_empty() {
             housekeeping::kv_delete(NAMESPACE, &[tombstone])?;
             *budget -= 1;
-            return Ok(true);
+            return Ok(Removal::Done);
         }
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         for chunk in keys.chunks(PAGE) {
