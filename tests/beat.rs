@@ -71,10 +71,8 @@ impl Process {
     fn spawn(redis: &RedisServer, config: &Path, args: &[&str], ready: &str) -> Process {
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);
-        let log = config.with_file_name(format!(
-            "taskbox-{}.log",
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
+        let log =
+            config.with_file_name(format!("taskbox-{}.log", N.fetch_add(1, Ordering::Relaxed)));
         let file = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(taskbox_tests::taskbox_bin());
         cmd.args(args)
@@ -178,7 +176,10 @@ fn fired(redis: &RedisServer) -> Vec<Fired> {
             let msg = message::decode(raw).expect("beat messages decode");
             assert_eq!(msg.task, "retention.sweep");
             assert!(msg.args.is_empty());
-            assert_eq!(msg.kwargs.get("dry_run"), Some(&serde_json::Value::Bool(true)));
+            assert_eq!(
+                msg.kwargs.get("dry_run"),
+                Some(&serde_json::Value::Bool(true))
+            );
             assert_eq!(msg.routing_key, QUEUE);
             assert_eq!(msg.headers["taskbox_beat_entry"], "pulse");
             let at = msg.headers["taskbox_beat_occurrence"]
@@ -279,7 +280,10 @@ fn three_replicas_enqueue_each_occurrence_once_even_when_the_leader_is_killed() 
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(new_token > token, "a takeover hands out a newer fencing token");
+    assert!(
+        new_token > token,
+        "a takeover hands out a newer fencing token"
+    );
     assert_ne!(new_pid, leader_pid);
     std::thread::sleep(Duration::from_secs(5));
     for (i, p) in replicas.iter_mut().enumerate() {
@@ -290,7 +294,11 @@ fn three_replicas_enqueue_each_occurrence_once_even_when_the_leader_is_killed() 
     let stopped = now_secs();
 
     let all = fired(&redis);
-    assert_eq!(duplicates(&all), Vec::<i64>::new(), "no occurrence twice: {all:?}");
+    assert_eq!(
+        duplicates(&all),
+        Vec::<i64>::new(),
+        "no occurrence twice: {all:?}"
+    );
     let first = all.first().unwrap().at;
     let last = all.last().unwrap().at;
     assert!(first >= started - 1 && last <= stopped, "{all:?}");

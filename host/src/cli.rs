@@ -477,9 +477,13 @@ pub struct ExecArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let console = log_console(&cli.command);
-    if let Err(err) = telemetry::init(&log_settings(&cli, console), console) {
+    let (log, log_problem) = log_settings(&cli, console);
+    if let Err(err) = telemetry::init(&log, console) {
         eprintln!("error: {err:#}");
         return ExitCode::from(1);
+    }
+    if let Some(problem) = log_problem {
+        tracing::warn!("{problem}");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -529,8 +533,9 @@ fn log_console(command: &Command) -> Console {
 /// them (`LOG_LEVEL`, `LOG_FORMAT`, `LOG_FILE`, ...), then the global `--log-*` flags. When the
 /// configuration does not load, only the log variables apply (the command itself reports the
 /// error). Commands that log to stderr never write the log file: a one-off command must not
-/// rotate the file a running worker writes.
-fn log_settings(cli: &Cli, console: Console) -> crate::config::LogConfig {
+/// rotate the file a running worker writes. Settings that do not validate give way to the
+/// defaults, with the reason returned for a warning.
+fn log_settings(cli: &Cli, console: Console) -> (crate::config::LogConfig, Option<String>) {
     let env = |name: &str| std::env::var(name).ok();
     let path = cli.command.config_args().and_then(|c| c.config.clone());
     let log_vars = [
@@ -562,7 +567,7 @@ fn log_settings(cli: &Cli, console: Console) -> crate::config::LogConfig {
         ("--log-file", file),
     ] {
         if let Some(value) = value {
-            // These flags only set a field; a bad level is reported when the filter is built.
+            // These flags only set a field; the result is validated below.
             let _ = config.apply_flag(flag, &value);
         }
     }
@@ -570,7 +575,28 @@ fn log_settings(cli: &Cli, console: Console) -> crate::config::LogConfig {
     if console == Console::Stderr {
         log.file = None;
     }
-    log
+    let mut check = Config::default();
+    check.log = log.clone();
+    match check.validate() {
+        Ok(()) => (log, None),
+        Err(err) => {
+            // Where the value came from is lost on `check`, so only the value and fix are shown.
+            let why = match err {
+                crate::config::ConfigError::Invalid {
+                    key, value, fix, ..
+                } => format!("`{key}` = {value}: {fix}"),
+                other => other.to_string(),
+            };
+            let fallback = crate::config::LogConfig {
+                file: log.file,
+                ..crate::config::LogConfig::default()
+            };
+            (
+                fallback,
+                Some(format!("{why}; logging at info as text instead")),
+            )
+        }
+    }
 }
 
 impl Command {
@@ -703,8 +729,9 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     });
     worker.run().await?;
     if let Some(beat) = beat {
-        beat.await
-            .map_err(|e| anyhow::anyhow!("the embedded beat scheduler stopped abnormally: {e}"))??;
+        beat.await.map_err(|e| {
+            anyhow::anyhow!("the embedded beat scheduler stopped abnormally: {e}")
+        })??;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -475,7 +475,8 @@ pub struct Config {
     pub plugins: BTreeMap<String, PluginConfig>,
     /// Outbound mail for the mail capability. Default: disabled.
     pub mail: MailConfig,
-    /// Log level, format and file. Default: `info` as text on stderr.
+    /// Log level, format and file. Default: `info` as text on the console (stdout for
+    /// `worker` and `beat`, stderr for other commands).
     pub log: LogConfig,
     /// Periodic tasks for `taskbox beat`. Default: Dify's schedule with Dify's switches.
     pub beat: BeatConfig,
@@ -1554,7 +1555,10 @@ impl Config {
         for (name, key) in [
             ("ENABLE_CLEAN_EMBEDDING_CACHE_TASK", "clean_embedding_cache"),
             ("ENABLE_CLEAN_UNUSED_DATASETS_TASK", "clean_unused_datasets"),
-            ("ENABLE_CREATE_TIDB_SERVERLESS_TASK", "create_tidb_serverless"),
+            (
+                "ENABLE_CREATE_TIDB_SERVERLESS_TASK",
+                "create_tidb_serverless",
+            ),
             (
                 "ENABLE_UPDATE_TIDB_SERVERLESS_STATUS_TASK",
                 "update_tidb_serverless_status",
@@ -1565,10 +1569,16 @@ impl Config {
                 "mail_clean_document_notify",
             ),
             ("ENABLE_DATASETS_QUEUE_MONITOR", "datasets_queue_monitor"),
-            ("ENABLE_CHECK_UPGRADABLE_PLUGIN_TASK", "check_upgradable_plugin"),
+            (
+                "ENABLE_CHECK_UPGRADABLE_PLUGIN_TASK",
+                "check_upgradable_plugin",
+            ),
             ("MARKETPLACE_ENABLED", "marketplace"),
             ("ENABLE_WORKFLOW_RUN_CLEANUP_TASK", "workflow_run_cleanup"),
-            ("ENABLE_WORKFLOW_SCHEDULE_POLLER_TASK", "workflow_schedule_poller"),
+            (
+                "ENABLE_WORKFLOW_SCHEDULE_POLLER_TASK",
+                "workflow_schedule_poller",
+            ),
         ] {
             if let Some((v, src)) = get(name) {
                 let full = format!("beat.defaults.{key}");
@@ -2452,8 +2462,8 @@ impl Config {
                 ));
             }
         }
-        let entries = crate::beat::entries(self)
-            .map_err(|e| self.bad(&e.key, e.value, e.reason, e.fix))?;
+        let entries =
+            crate::beat::entries(self).map_err(|e| self.bad(&e.key, e.value, e.reason, e.fix))?;
         for entry in &entries {
             self.check_queue(&crate::beat::entry_key(&entry.name, "queue"), &entry.queue)?;
         }
@@ -3501,6 +3511,42 @@ file_backup_count = 2
             err.contains("\"xml\"") && err.contains("text or json"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn http_address_and_fractional_log_size_are_read_and_checked() {
+        let c = load_env(&[
+            ("TASKBOX_HTTP", "127.0.0.1:9808"),
+            ("LOG_FILE_MAX_SIZE", "0.5"),
+        ])
+        .unwrap();
+        assert_eq!(c.worker.http.as_deref(), Some("127.0.0.1:9808"));
+        assert_eq!(
+            c.source_of("worker.http"),
+            Source::Env("TASKBOX_HTTP".into())
+        );
+        assert_eq!(c.log.file_max_size_mb, 0.5);
+        let c = load_text(
+            "[worker]\nhttp = \"localhost:9808\"\n[log]\nfile_max_size_mb = 50\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.worker.http.as_deref(), Some("localhost:9808"));
+        assert_eq!(c.log.file_max_size_mb, 50.0);
+        assert!(load_env(&[("TASKBOX_HTTP", "[::1]:9808")]).is_ok());
+        for bad in ["9808", "127.0.0.1", "127.0.0.1:http", ":9808"] {
+            let err = load_env(&[("TASKBOX_HTTP", bad)]).unwrap_err().to_string();
+            assert!(
+                err.contains("worker.http") && err.contains("TASKBOX_HTTP"),
+                "{err}"
+            );
+        }
+        for bad in ["0.0001", "-1", "NaN"] {
+            let err = load_env(&[("LOG_FILE_MAX_SIZE", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("log.file_max_size_mb"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! the typed error it should, and the same runtime then runs the next task normally. Limits
 //! come in pairs: a guest inside its budget succeeds, one past it fails with the limit's error.
 //!
-//! Every case in `tests/guests/hostile/src/cases.rs` must have a module of the same name here;
-//! `every_hostile_case_has_a_test` fails to compile otherwise.
+//! Every case in `tests/guests/hostile/src/cases.rs`, and every case of `other_hostile_cases!`
+//! below (behaviours the hostile guest cannot have), must have a module of the same name here;
+//! `assert_every_case_tested!` fails to compile otherwise.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -17,15 +18,32 @@ use taskbox_tests::guests::{self, RunSpec};
 
 include!("../guests/hostile/src/cases.rs");
 
-macro_rules! assert_every_case_tested {
-    ($($case:ident),* $(,)?) => {
-        #[allow(unused_imports, reason = "the imports are the compile-time check")]
-        mod every_hostile_case_has_a_test {
-            $(use super::$case as _;)*
+/// Hostile behaviours that are not cases of the hostile guest: a component that Rust cannot
+/// write (`table.grow`), and one that needs several tasks at once.
+macro_rules! other_hostile_cases {
+    ($callback:ident) => {
+        $callback! {
+            table_bomb,
+            hostile_neighbour,
         }
     };
 }
+
+macro_rules! assert_every_case_tested {
+    ($($case:ident),* $(,)?) => {
+        const _: () = {
+            $(
+                #[allow(unused_imports, reason = "the imports are the compile-time check")]
+                use crate::$case as _;
+            )*
+        };
+    };
+}
 hostile_cases!(assert_every_case_tested);
+other_hostile_cases!(assert_every_case_tested);
+
+mod hostile_neighbour;
+mod table_bomb;
 
 fn cache_dir() -> &'static std::path::Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
@@ -1012,8 +1030,8 @@ mod component {
 }
 
 /// The report: every hostile case once more, table-driven, with the error expected and the
-/// error observed, written to `CONFORMANCE.md` at the workspace root (deterministic: no
-/// timings, so the file only changes when behaviour does).
+/// error observed, written to `CONFORMANCE.md` at the workspace root. It is deterministic but
+/// for one row: the isolation case records the slowdown it measured.
 mod report {
     use super::*;
 
@@ -1302,6 +1320,10 @@ mod report {
 
     #[tokio::test]
     async fn every_case_fails_as_expected_and_the_report_is_written() {
+        // First, while this test runs nothing else: the isolation measurement is timing.
+        let isolation = tokio::task::spawn_blocking(hostile_neighbour::measured)
+            .await
+            .unwrap();
         let granted = tempfile::tempdir().unwrap();
         let (rt, c) = hostile().await;
         let mut table = String::from(
@@ -1339,6 +1361,48 @@ mod report {
                 if pass { "pass" } else { "FAIL" }
             ));
         }
+        let bomb = rt.load(&table_bomb::bytes()).await.expect("the table bomb loads");
+        let ceiling = u64::from(taskbox::runtime::EngineSettings::default().max_table_elements);
+        for (what, cap) in [
+            ("`table.grow` loop on a funcref table, 10 000-element cap", table_bomb::CAP),
+            (
+                "`table.grow` loop, cap above the pool's 100 000-element slots",
+                ceiling * 10,
+            ),
+        ] {
+            let expected = "MemoryLimit";
+            let observed = match run(&rt, &bomb, table_bomb::spec(0, cap)).await.outcome {
+                Ok(_) => "ok".to_string(),
+                Err(e) => e.kind().to_string(),
+            };
+            let next_ok = run(&rt, &c, RunSpec::hostile("ok", 0, ""))
+                .await
+                .outcome
+                .is_ok();
+            let pass = observed == expected && next_ok;
+            if !pass {
+                failures.push(format!(
+                    "table_bomb ({what}): expected {expected}, observed {observed}, next task ok: {next_ok}"
+                ));
+            }
+            table.push_str(&format!(
+                "| `table_bomb` | {what} | {expected} | {observed} | {} | {} |\n",
+                if next_ok { "runs" } else { "FAILED" },
+                if pass { "pass" } else { "FAIL" }
+            ));
+        }
+        let pass = isolation.within_bounds();
+        if !pass {
+            failures.push(format!("hostile_neighbour: {isolation:?}"));
+        }
+        table.push_str(&format!(
+            "| `hostile_neighbour` | a normal task beside one spinning and one allocating to its cap: on two threads / on one shared thread | at most {:.1}x / {:.1}x its solo time | {:.2}x / {:.2}x | runs | {} |\n",
+            hostile_neighbour::PARALLEL_BOUND,
+            hostile_neighbour::SHARED_BOUND,
+            isolation.parallel.ratio(),
+            isolation.shared.ratio(),
+            if pass { "pass" } else { "FAIL" }
+        ));
         for (what, bytes, expected) in [
             (
                 "wrong WIT world version (taskbox:task@0.2.0)",

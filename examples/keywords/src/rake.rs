@@ -14,7 +14,7 @@
 //!
 //! Scripts written without spaces (Chinese, Japanese, Thai) are not segmented into words.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -147,8 +147,8 @@ fn candidates(text: &str, is_stop: &dyn Fn(&str) -> bool) -> Vec<Vec<String>> {
 pub fn extract(text: &str, top_k: usize, is_stop: &dyn Fn(&str) -> bool) -> Vec<Keyword> {
     let phrases = candidates(text, is_stop);
     // Word statistics over every occurrence of every candidate.
-    let mut frequency: HashMap<&str, f64> = HashMap::new();
-    let mut degree: HashMap<&str, f64> = HashMap::new();
+    let mut frequency: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut degree: BTreeMap<&str, f64> = BTreeMap::new();
     for phrase in &phrases {
         for word in phrase {
             *frequency.entry(word).or_default() += 1.0;
@@ -162,7 +162,7 @@ pub fn extract(text: &str, top_k: usize, is_stop: &dyn Fn(&str) -> bool) -> Vec<
         first: usize,
     }
     let mut unique: Vec<Candidate> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
     for (position, phrase) in phrases.iter().enumerate() {
         let keyword = phrase.join(" ");
         match index.get(&keyword) {

@@ -29,10 +29,7 @@ fn entry(
 ) -> DefaultEntry {
     let (cron, every) = match schedule {
         Schedule::Cron(spec) => (Some(spec), None),
-        Schedule::Every(period) => (
-            None,
-            Some(humantime::format_duration(period).to_string()),
-        ),
+        Schedule::Every(period) => (None, Some(humantime::format_duration(period).to_string())),
     };
     DefaultEntry {
         name,
@@ -171,7 +168,10 @@ mod tests {
             .filter(|e| e.entry.enabled == Some(true))
             .map(|e| e.name)
             .collect();
-        assert_eq!(on, ["check_upgradable_plugin_task", "workflow_schedule_task"]);
+        assert_eq!(
+            on,
+            ["check_upgradable_plugin_task", "workflow_schedule_task"]
+        );
         let poller = named(&all, "workflow_schedule_task");
         assert_eq!(poller.entry.every.as_deref(), Some("1m"));
         assert_eq!(poller.entry.queue.as_deref(), Some("schedule_poller"));

@@ -39,7 +39,7 @@
 //! | `update_tidb_serverless_status_task` | `ENABLE_UPDATE_TIDB_SERVERLESS_STATUS_TASK` (off) | every 10m | Dify's, → `dataset` |
 //! | `clean_messages` | `ENABLE_CLEAN_MESSAGES` (off) | `0 4 */D * *` | Dify's, → `dataset` |
 //! | `mail_clean_document_notify_task` | `ENABLE_MAIL_CLEAN_DOCUMENT_NOTIFY_TASK` (off) | `0 10 * * 1` | Dify's, → `dataset` |
-//! | `datasets-queue-monitor` | `ENABLE_DATASETS_QUEUE_MONITOR` (off) | every `QUEUE_MONITOR_INTERVAL` min (30) | built-in `ops.queue_monitor` → `retention` |
+//! | `datasets-queue-monitor` | `ENABLE_DATASETS_QUEUE_MONITOR` (off) | every `QUEUE_MONITOR_INTERVAL` min (30) | `ops.queue_monitor` (run by every taskbox worker) → `retention` |
 //! | `check_upgradable_plugin_task` | `ENABLE_CHECK_UPGRADABLE_PLUGIN_TASK` (on) and `MARKETPLACE_ENABLED` (on) | `*/15 * * * *` | Dify's, → `plugin` |
 //! | `clean_workflow_runs_task` | `ENABLE_WORKFLOW_RUN_CLEANUP_TASK` (off) | `0 0 * * *` | Dify's, → `retention` |
 //! | `workflow_schedule_task` | `ENABLE_WORKFLOW_SCHEDULE_POLLER_TASK` (on) | every `WORKFLOW_SCHEDULE_POLLER_INTERVAL` min (1) | Dify's `…poll_workflow_schedules` → `schedule_poller` |
@@ -419,7 +419,7 @@ pub fn message(entry: &Entry, due: Due, origin: &str) -> message::NewTask {
     task
 }
 
-/// Which task names have a component on this deployment, for the start-up report.
+/// Which task names something on this deployment serves, for the start-up report.
 #[derive(Debug, Clone)]
 pub enum Served {
     /// Exactly these (a worker's loaded registry).
@@ -431,6 +431,10 @@ pub enum Served {
 
 impl Served {
     fn serves(&self, task: &str) -> bool {
+        // Every taskbox worker runs the queue monitor itself, outside any component.
+        if task == crate::worker::monitor::TASK {
+            return true;
+        }
         match self {
             Served::Tasks(tasks) => tasks.iter().any(|t| t == task),
             Served::Builtins => task
@@ -456,7 +460,10 @@ fn report_unserved(entries: &[Entry], served: &Served) {
     let list = missing
         .iter()
         .map(|e| match e.switch {
-            Some(switch) => format!("{} ({} on {}, switched by {switch})", e.name, e.task, e.queue),
+            Some(switch) => format!(
+                "{} ({} on {}, switched by {switch})",
+                e.name, e.task, e.queue
+            ),
             None => format!("{} ({} on {})", e.name, e.task, e.queue),
         })
         .collect::<Vec<_>>()
@@ -476,8 +483,8 @@ fn report_unserved(entries: &[Entry], served: &Served) {
 /// Opens the Redis connection beat uses, like the worker's (reconnecting with backoff).
 async fn connect(config: &Config) -> anyhow::Result<redis::aio::ConnectionManager> {
     let url = config.broker_url();
-    let client = broker::client_for(&url, &broker::SentinelOptions::from_config(&config.broker))
-        .await?;
+    let client =
+        broker::client_for(&url, &broker::SentinelOptions::from_config(&config.broker)).await?;
     let manager_config = redis::aio::ConnectionManagerConfig::new()
         .set_number_of_retries(6)
         .set_max_delay(Duration::from_secs(2))
@@ -695,7 +702,11 @@ impl Beat {
             );
             if plan.missed > 0 {
                 let catching_up = plan.due.iter().filter(|d| d.catch_up).count();
-                let more = if plan.missed >= MISSED_COUNT_CAP { "+" } else { "" };
+                let more = if plan.missed >= MISSED_COUNT_CAP {
+                    "+"
+                } else {
+                    ""
+                };
                 tracing::warn!(
                     entry = %entry.name,
                     missed = %format_args!("{}{more}", plan.missed),

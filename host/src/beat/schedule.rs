@@ -53,8 +53,8 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// repeats more than this much civil time at once.
 const MAX_FOLD: SignedDuration = SignedDuration::from_hours(3);
 
-/// How many days [`Cron`] searches before deciding a schedule has no further occurrence
-/// (February 29 on a given weekday repeats within 28 years; leap days within 8).
+/// How many days [`Cron`] searches before deciding a schedule has no further occurrence; the
+/// rarest day a crontab can name, February 29, recurs within 8 years.
 const SEARCH_DAYS: u32 = 366 * 30;
 
 /// One crontab field: its name, bounds and (for months and weekdays) the names it accepts.
@@ -186,7 +186,8 @@ impl Cron {
     fn has_possible_day(&self) -> bool {
         const LONGEST: [u8; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
         (1..=12u8).any(|month| {
-            has(self.months, month) && (1..=LONGEST[usize::from(month - 1)]).any(|d| has(self.days, d))
+            has(self.months, month)
+                && (1..=LONGEST[usize::from(month - 1)]).any(|d| has(self.days, d))
         })
     }
 
@@ -242,7 +243,9 @@ impl Cron {
     /// starts with `*`). The first instant returned never decreases as `civil` increases.
     fn instants(&self, tz: &TimeZone, civil: DateTime) -> Vec<Timestamp> {
         match tz.to_ambiguous_timestamp(civil).offset() {
-            AmbiguousOffset::Unambiguous { offset } => offset.to_timestamp(civil).ok().into_iter().collect(),
+            AmbiguousOffset::Unambiguous { offset } => {
+                offset.to_timestamp(civil).ok().into_iter().collect()
+            }
             AmbiguousOffset::Gap { after, .. } => {
                 if self.hours_star {
                     return Vec::new();
@@ -280,12 +283,12 @@ impl Cron {
             after
         };
         let reading = tz.to_datetime(start);
-        let mut cursor = reading
-            .date()
-            .at(reading.hour(), reading.minute(), 0, 0);
+        let mut cursor = reading.date().at(reading.hour(), reading.minute(), 0, 0);
         let mut best: Option<Timestamp> = None;
         loop {
-            let civil = self.next_civil(cursor)?;
+            let Some(civil) = self.next_civil(cursor) else {
+                return best;
+            };
             let instants = self.instants(tz, civil);
             // The first instant never decreases, so once it passes the best, nothing later wins.
             if let (Some(first), Some(best)) = (instants.first(), best)
@@ -298,7 +301,10 @@ impl Cron {
                     best = Some(t);
                 }
             }
-            cursor = civil.checked_add(SignedDuration::from_mins(1)).ok()?;
+            let Ok(next) = civil.checked_add(SignedDuration::from_mins(1)) else {
+                return best;
+            };
+            cursor = next;
         }
     }
 }
@@ -426,7 +432,10 @@ impl Interval {
 
     /// The first occurrence strictly after `after`.
     pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
-        let k = after.as_millisecond().div_euclid(self.millis).checked_add(1)?;
+        let k = after
+            .as_millisecond()
+            .div_euclid(self.millis)
+            .checked_add(1)?;
         Timestamp::from_millisecond(k.checked_mul(self.millis)?).ok()
     }
 

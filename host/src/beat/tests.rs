@@ -31,7 +31,10 @@ fn the_default_schedule_resolves_with_two_entries_on() {
         .filter(|e| e.enabled)
         .map(|e| e.name.as_str())
         .collect();
-    assert_eq!(on, ["check_upgradable_plugin_task", "workflow_schedule_task"]);
+    assert_eq!(
+        on,
+        ["check_upgradable_plugin_task", "workflow_schedule_task"]
+    );
     let poller = named(&entries, "workflow_schedule_task");
     assert_eq!(
         poller.task,
@@ -42,7 +45,10 @@ fn the_default_schedule_resolves_with_two_entries_on() {
     assert_eq!(poller.switch, Some("ENABLE_WORKFLOW_SCHEDULE_POLLER_TASK"));
     assert_eq!(poller.missed, MissedPolicy::Once);
     let sweep = named(&entries, "retention-sweep");
-    assert_eq!((sweep.task.as_str(), sweep.queue.as_str()), ("retention.sweep", "retention"));
+    assert_eq!(
+        (sweep.task.as_str(), sweep.queue.as_str()),
+        ("retention.sweep", "retention")
+    );
 }
 
 #[test]
@@ -106,32 +112,49 @@ every = "6h"
 /// The configuration error for `toml`, as the operator sees it.
 fn load_error(toml: &str) -> String {
     let mut c = config(toml);
-    c.apply_flag("--broker", "redis://127.0.0.1:6379/0").unwrap();
+    c.apply_flag("--broker", "redis://127.0.0.1:6379/0")
+        .unwrap();
     let err: ConfigError = c.validate().unwrap_err();
     err.to_string()
 }
 
 #[test]
 fn bad_entries_are_errors_that_name_the_entry() {
-    let err = load_error("[beat.schedule.nightly]\ntask = \"t\"\ncron = \"0 25 * * *\"\nqueue = \"q\"\n");
+    let err =
+        load_error("[beat.schedule.nightly]\ntask = \"t\"\ncron = \"0 25 * * *\"\nqueue = \"q\"\n");
     assert!(
-        err.contains("beat.schedule.nightly.cron") && err.contains("\"25\"") && err.contains("hour"),
+        err.contains("beat.schedule.nightly.cron")
+            && err.contains("\"25\"")
+            && err.contains("hour"),
         "{err}"
     );
     assert!(err.contains("taskbox.toml"), "names the file: {err}");
-    let err = load_error("[beat.schedule.\"odd name\"]\ntask = \"t\"\nevery = \"often\"\nqueue = \"q\"\n");
+    let err = load_error(
+        "[beat.schedule.\"odd name\"]\ntask = \"t\"\nevery = \"often\"\nqueue = \"q\"\n",
+    );
     assert!(
         err.contains("beat.schedule.\"odd name\".every") && err.contains("\"often\""),
         "{err}"
     );
     let err = load_error("[beat.schedule.x]\ntask = \"t\"\nqueue = \"q\"\n");
-    assert!(err.contains("beat.schedule.x.cron") && err.contains("no schedule"), "{err}");
-    let err = load_error("[beat.schedule.x]\ntask = \"t\"\nqueue = \"q\"\ncron = \"* * * * *\"\nevery = \"1m\"\n");
+    assert!(
+        err.contains("beat.schedule.x.cron") && err.contains("no schedule"),
+        "{err}"
+    );
+    let err = load_error(
+        "[beat.schedule.x]\ntask = \"t\"\nqueue = \"q\"\ncron = \"* * * * *\"\nevery = \"1m\"\n",
+    );
     assert!(err.contains("both cron and every"), "{err}");
     let err = load_error("[beat.schedule.x]\ncron = \"* * * * *\"\n");
-    assert!(err.contains("beat.schedule.x.task") && err.contains("no task"), "{err}");
+    assert!(
+        err.contains("beat.schedule.x.task") && err.contains("no task"),
+        "{err}"
+    );
     let err = load_error("[beat.schedule.x]\ntask = \"unknown.task\"\nevery = \"1m\"\n");
-    assert!(err.contains("beat.schedule.x.queue") && err.contains("no default queue"), "{err}");
+    assert!(
+        err.contains("beat.schedule.x.queue") && err.contains("no default queue"),
+        "{err}"
+    );
     let err = load_error(
         "[beat.schedule.x]\ntask = \"t\"\nqueue = \"q\"\ncron = \"0 2 * * *\"\ntimezone = \"Europe/Atlantis\"\n",
     );
@@ -139,9 +162,15 @@ fn bad_entries_are_errors_that_name_the_entry() {
         err.contains("beat.schedule.x.timezone") && err.contains("Europe/Atlantis"),
         "{err}"
     );
-    let err = load_error("[beat.schedule.x]\ntask = \"t\"\nqueue = \"two words\"\nevery = \"1m\"\n");
-    assert!(err.contains("beat.schedule.x.queue") && err.contains("whitespace"), "{err}");
-    let err = load_error("[beat.schedule.x]\ntask = \"t\"\nqueue = \"q\"\nevery = \"1m\"\nmissed = \"all\"\nmax_catch_up = 0\n");
+    let err =
+        load_error("[beat.schedule.x]\ntask = \"t\"\nqueue = \"two words\"\nevery = \"1m\"\n");
+    assert!(
+        err.contains("beat.schedule.x.queue") && err.contains("whitespace"),
+        "{err}"
+    );
+    let err = load_error(
+        "[beat.schedule.x]\ntask = \"t\"\nqueue = \"q\"\nevery = \"1m\"\nmissed = \"all\"\nmax_catch_up = 0\n",
+    );
     assert!(err.contains("beat.schedule.x.max_catch_up"), "{err}");
     let err = Config::from_toml_str(
         "[beat.schedule.x]\ntask = \"t\"\nmissed = \"sometimes\"\n",
@@ -149,7 +178,10 @@ fn bad_entries_are_errors_that_name_the_entry() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("sometimes") && err.contains("beat.schedule.x.missed"), "{err}");
+    assert!(
+        err.contains("sometimes") && err.contains("beat.schedule.x.missed"),
+        "{err}"
+    );
     let err = load_error("[beat]\nlease = \"100ms\"\n");
     assert!(err.contains("beat.lease"), "{err}");
 }
@@ -185,12 +217,16 @@ fn dify_variables_switch_and_time_the_defaults() {
         "cron \"0 4 */2 * *\" UTC"
     );
     assert_eq!(
-        named(&entries, "datasets-queue-monitor").schedule.to_string(),
+        named(&entries, "datasets-queue-monitor")
+            .schedule
+            .to_string(),
         "every 30m",
         "Dify reads QUEUE_MONITOR_INTERVAL=0 as 30"
     );
     assert_eq!(
-        named(&entries, "workflow_schedule_task").schedule.to_string(),
+        named(&entries, "workflow_schedule_task")
+            .schedule
+            .to_string(),
         "every 5m"
     );
     assert_eq!(
@@ -202,7 +238,10 @@ fn dify_variables_switch_and_time_the_defaults() {
         Config::load(Some(&path), &env).unwrap_err().to_string()
     };
     let err = bad("ENABLE_CLEAN_MESSAGES", "perhaps");
-    assert!(err.contains("ENABLE_CLEAN_MESSAGES") && err.contains("\"perhaps\""), "{err}");
+    assert!(
+        err.contains("ENABLE_CLEAN_MESSAGES") && err.contains("\"perhaps\""),
+        "{err}"
+    );
     let err = bad("CELERY_BEAT_SCHEDULER_TIME", "0");
     assert!(err.contains("beat.defaults.scheduler_days"), "{err}");
     let err = bad("WORKFLOW_SCHEDULE_POLLER_INTERVAL", "soon");
@@ -231,7 +270,10 @@ fn a_schedule_file_adds_entries_and_holds_nothing_else() {
         .add_schedule_file(&file)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("worker.concurrency") && err.contains("only [beat.schedule"), "{err}");
+    assert!(
+        err.contains("worker.concurrency") && err.contains("only [beat.schedule"),
+        "{err}"
+    );
 }
 
 fn every(spec: &str) -> Schedule {
@@ -251,9 +293,23 @@ const GRACE: Duration = Duration::from_secs(3);
 fn on_time_occurrences_run_whatever_the_policy() {
     let s = every("1s");
     for policy in [MissedPolicy::Skip, MissedPolicy::Once, MissedPolicy::All] {
-        let p = plan(&s, ts("2026-01-01T00:00:00Z"), ts("2026-01-01T00:00:00.5Z"), GRACE, policy, 100);
+        let p = plan(
+            &s,
+            ts("2026-01-01T00:00:00Z"),
+            ts("2026-01-01T00:00:00.5Z"),
+            GRACE,
+            policy,
+            100,
+        );
         assert!(p.due.is_empty());
-        let p = plan(&s, ts("2026-01-01T00:00:00Z"), ts("2026-01-01T00:00:02.2Z"), GRACE, policy, 100);
+        let p = plan(
+            &s,
+            ts("2026-01-01T00:00:00Z"),
+            ts("2026-01-01T00:00:02.2Z"),
+            GRACE,
+            policy,
+            100,
+        );
         assert_eq!(
             instants(&p),
             [
@@ -290,7 +346,10 @@ fn missed_occurrences_follow_the_policy() {
     let all = plan(&s, base, now, GRACE, MissedPolicy::All, 100);
     assert_eq!(all.due.len(), 100);
     assert_eq!(all.due.iter().filter(|d| d.catch_up).count(), 97);
-    assert!(all.due.windows(2).all(|w| w[0].at < w[1].at), "oldest first");
+    assert!(
+        all.due.windows(2).all(|w| w[0].at < w[1].at),
+        "oldest first"
+    );
 
     let bounded = plan(&s, base, now, GRACE, MissedPolicy::All, 5);
     let catch_up: Vec<String> = bounded
@@ -380,6 +439,17 @@ fn unserved_lists_enabled_entries_without_a_component() {
         .map(|e| e.name.as_str())
         .collect();
     assert_eq!(names, ["check_upgradable_plugin_task"]);
+    let c = config("[beat.defaults]\ndatasets_queue_monitor = true\nretention_sweep = true\n");
+    let entries = super::entries(&c).unwrap();
+    let names: Vec<&str> = unserved(&entries, &Served::Tasks(Vec::new()))
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert!(
+        !names.contains(&"datasets-queue-monitor"),
+        "every worker runs the queue monitor: {names:?}"
+    );
+    assert!(names.contains(&"retention-sweep"), "{names:?}");
 }
 
 #[test]
@@ -395,7 +465,10 @@ fn list_shows_state_schedule_last_and_next_run() {
     let now = ts("2026-01-01T00:00:40.250Z");
     let text = render_list(&entries, &state, Some((7, "host:42:abcd".into())), now);
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].starts_with("NAME") && lines[0].contains("LAST RUN"), "{text}");
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("LAST RUN"),
+        "{text}"
+    );
     assert_eq!(lines.len(), 1 + entries.len() + 1, "{text}");
     let row = |name: &str| {
         lines

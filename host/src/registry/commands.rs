@@ -84,8 +84,8 @@ async fn list(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
 
 fn print_table(rows: &Value) {
     println!(
-        "  {:<14} {:<9} {:<14} {:<8} {:<32} {}",
-        "NAME", "VERSION", "DIGEST", "STATE", "TASKS", "CAPABILITIES"
+        "  {:<14} {:<9} {:<14} {:<8} {:<32} CAPABILITIES",
+        "NAME", "VERSION", "DIGEST", "STATE", "TASKS"
     );
     for row in rows.as_array().into_iter().flatten() {
         let text = |k: &str| row[k].as_str().unwrap_or("-").to_string();

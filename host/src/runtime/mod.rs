@@ -288,9 +288,12 @@ impl Runtime {
             .map_err(|e| SandboxError::Host(format!("{e:#}")))?;
         let now = Instant::now();
         let mut limits = limits.clone();
-        // The pool's slot size is a hard ceiling; the limiter must trip first so the failure is
+        // The pool's slot sizes are hard ceilings; the limiter must trip first so the failure is
         // reported as MemoryLimit and not as a failed grow inside the guest.
         limits.memory = limits.memory.min(self.settings.max_memory);
+        limits.table_elements = limits
+            .table_elements
+            .min(u64::from(self.settings.max_table_elements));
         let mut table = ResourceTable::new();
         table.set_max_capacity(limits.max_resources as usize);
         let state = HostState {

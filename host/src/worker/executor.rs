@@ -375,6 +375,9 @@ async fn run_message(
                     tracing::warn!(
                         error.kind = err.kind(),
                         retry_in_ms = after.as_millis() as u64,
+                        duration_ms = info.duration_ms,
+                        fuel_used = info.fuel_used,
+                        peak_memory = info.peak_memory,
                         "task failed; retry scheduled: {err}"
                     );
                     let finish = Finish {
@@ -432,6 +435,9 @@ async fn run_message(
                         .record_task(&meta.name, &meta.queue, state, Some(&info));
                     tracing::warn!(
                         error.kind = err.kind(),
+                        duration_ms = info.duration_ms,
+                        fuel_used = info.fuel_used,
+                        peak_memory = info.peak_memory,
                         "task failed for good; dead-lettered: {err}"
                     );
                     let finish = Finish {

@@ -372,6 +372,26 @@ mod tests {
     }
 
     #[test]
+    fn queue_alert_facts_use_each_languages_punctuation() {
+        for (lang, line) in [
+            ("en-US", "Waiting tasks: 1500"),
+            ("zh-Hans", "等待任务数：1500"),
+        ] {
+            testing::reset();
+            let out = send_call(with(
+                sample(Template::QueueMonitorAlert),
+                json!({"template": "queue_monitor_alert", "to": "ops@example.com", "language": lang}),
+            ))
+            .unwrap();
+            let mail = &testing::sent_mail()[0];
+            assert!(mail.text.contains(line), "{}", mail.text);
+            let html = mail.html.as_deref().unwrap_or_default();
+            assert!(html.contains(">1500</td>"), "{html}");
+            assert!(out["subject"].as_str().unwrap_or_default().contains("1500"));
+        }
+    }
+
+    #[test]
     fn denied_mail_is_an_error_and_nothing_is_sent() {
         testing::deny_mail();
         let err = send_call(

@@ -34,6 +34,8 @@ pub struct Layout<'a> {
     pub html_lang: &'a str,
     /// Shown under a button, before its URL, for mail clients that drop the button.
     pub link_hint: &'a str,
+    /// What follows a label in the text part (`": "`, or the full-width `"："` in Chinese).
+    pub colon: &'a str,
 }
 
 /// A mail ready to hand to `taskbox_sdk::mail::send`.
@@ -51,13 +53,14 @@ pub struct Rendered {
 pub fn render(layout: Layout<'_>, subject: &str, blocks: &[Block], footer: &str) -> Rendered {
     let subject = single_line(subject);
     Rendered {
-        text: text(blocks, footer),
+        text: text(layout, blocks, footer),
         html: html(layout, &subject, blocks, footer),
         subject,
     }
 }
 
-fn text(blocks: &[Block], footer: &str) -> String {
+fn text(layout: Layout<'_>, blocks: &[Block], footer: &str) -> String {
+    let colon = layout.colon;
     let mut out = String::new();
     for block in blocks {
         match block {
@@ -67,14 +70,17 @@ fn text(blocks: &[Block], footer: &str) -> String {
                 out.push_str(code);
             }
             Block::Link { label, url } => {
-                let _ = write!(out, "{label}:\n{url}");
+                let _ = write!(out, "{label}{}\n{url}", colon.trim_end());
             }
             Block::List(items) => {
                 let lines: Vec<String> = items.iter().map(|i| format!("  - {i}")).collect();
                 out.push_str(&lines.join("\n"));
             }
             Block::Facts(facts) => {
-                let lines: Vec<String> = facts.iter().map(|(l, v)| format!("{l}: {v}")).collect();
+                let lines: Vec<String> = facts
+                    .iter()
+                    .map(|(l, v)| format!("{l}{colon}{v}"))
+                    .collect();
                 out.push_str(&lines.join("\n"));
             }
         }
@@ -243,6 +249,7 @@ mod tests {
     const LAYOUT: Layout<'static> = Layout {
         html_lang: "en",
         link_hint: "Or open this link:",
+        colon: ": ",
     };
 
     #[test]

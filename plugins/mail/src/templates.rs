@@ -137,10 +137,12 @@ impl Language {
             Language::EnUs => Layout {
                 html_lang: "en",
                 link_hint: "If the button does not work, copy this link into your browser:",
+                colon: ": ",
             },
             Language::ZhHans => Layout {
                 html_lang: "zh-Hans",
                 link_hint: "如果按钮无法点击，请将以下链接复制到浏览器中打开：",
+                colon: "：",
             },
         }
     }

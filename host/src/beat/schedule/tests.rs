@@ -34,15 +34,24 @@ fn bad_crontabs_say_which_field_and_why() {
     let err = cron_error("0 2 * *");
     assert!(err.contains("4 fields") && err.contains("five"), "{err}");
     let err = cron_error("61 * * * *");
-    assert!(err.contains("\"61\"") && err.contains("minute") && err.contains("0-59"), "{err}");
+    assert!(
+        err.contains("\"61\"") && err.contains("minute") && err.contains("0-59"),
+        "{err}"
+    );
     let err = cron_error("0 24 * * *");
     assert!(err.contains("hour") && err.contains("0-23"), "{err}");
     let err = cron_error("0 0 0 * *");
-    assert!(err.contains("day of month") && err.contains("1-31"), "{err}");
+    assert!(
+        err.contains("day of month") && err.contains("1-31"),
+        "{err}"
+    );
     let err = cron_error("0 0 * FOO *");
     assert!(err.contains("month") && err.contains("JAN-DEC"), "{err}");
     let err = cron_error("0 0 * * MON-SUNDAY");
-    assert!(err.contains("\"SUNDAY\"") && err.contains("SUN-SAT"), "{err}");
+    assert!(
+        err.contains("\"SUNDAY\"") && err.contains("SUN-SAT"),
+        "{err}"
+    );
     let err = cron_error("0 10-2 * * *");
     assert!(err.contains("backwards"), "{err}");
     let err = cron_error("*/0 * * * *");
@@ -66,7 +75,10 @@ fn bad_intervals_and_zones_are_refused() {
     let err = Interval::parse("500ms").unwrap_err().to_string();
     assert!(err.contains("minimum"), "{err}");
     let err = time_zone("Mars/Olympus").unwrap_err().to_string();
-    assert!(err.contains("Mars/Olympus") && err.contains("IANA"), "{err}");
+    assert!(
+        err.contains("Mars/Olympus") && err.contains("IANA"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -110,7 +122,9 @@ fn steps_ranges_lists_and_names() {
     );
     // 0 and 7 are both Sunday.
     for spec in ["0 12 * * 0", "0 12 * * 7", "0 12 * * SUN", "@weekly"] {
-        let first = cron(spec, "UTC").next_after(ts("2026-01-05T00:00:00Z")).unwrap();
+        let first = cron(spec, "UTC")
+            .next_after(ts("2026-01-05T00:00:00Z"))
+            .unwrap();
         assert_eq!(first.to_string()[..10], *"2026-01-11", "{spec}");
     }
     assert_eq!(
@@ -347,9 +361,8 @@ fn field(min: u8, max: u8) -> impl Strategy<Value = String> {
             let (lo, hi) = (a.min(b), a.max(b));
             format!("{lo}-{hi}/{s}")
         }),
-        prop::collection::vec(min..=max, 1..4).prop_map(|vs| {
-            vs.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
-        }),
+        prop::collection::vec(min..=max, 1..4)
+            .prop_map(|vs| { vs.iter().map(u8::to_string).collect::<Vec<_>>().join(",") }),
     ]
 }
 

@@ -192,6 +192,34 @@ pub fn check_address(field: &str, addr: &str) -> Result<(), String> {
     }
 }
 
+/// Checks a sender that may carry a display name (`Dify <no-reply@dify.ai>`, as Dify's
+/// `MAIL_DEFAULT_SEND_FROM` is often written) and returns the bare address.
+pub fn check_mailbox<'a>(field: &str, mailbox: &'a str) -> Result<&'a str, String> {
+    if mailbox.contains(['\r', '\n']) {
+        return Err(format!(
+            "{field} contains a line break (header injection refused)"
+        ));
+    }
+    let trimmed = mailbox.trim();
+    match (trimmed.rfind('<'), trimmed.strip_suffix('>')) {
+        (Some(open), Some(inner)) => {
+            let name = trimmed[..open].trim().trim_matches('"');
+            if name.contains(['<', '>', '"']) {
+                return Err(format!(
+                    "{field} '{mailbox}' has a malformed display name"
+                ));
+            }
+            let addr = &inner[open + 1..];
+            check_address(field, addr)?;
+            Ok(addr)
+        }
+        _ => {
+            check_address(field, trimmed)?;
+            Ok(trimmed)
+        }
+    }
+}
+
 /// Validates a guest's message and fills in the sender and Message-ID.
 pub fn validate(message: Message, default_from: Option<String>) -> Result<OutgoingMail, String> {
     if message.subject.contains(['\r', '\n']) {
@@ -215,18 +243,18 @@ pub fn validate(message: Message, default_from: Option<String>) -> Result<Outgoi
         check_address("reply-to", r)?;
     }
     if let Some(f) = &message.from {
-        check_address("from", f)?;
+        check_mailbox("from", f)?;
     }
     let from = message
         .from
         .or(default_from)
         .ok_or("no sender: give `from` or configure MAIL_DEFAULT_SEND_FROM")?;
-    check_address("from", &from)?;
+    let from_addr = check_mailbox("from", &from)?.to_string();
     let body = message.text.len() + message.html.as_ref().map_or(0, String::len);
     if body > MAX_BODY {
         return Err(format!("body is {body} bytes; the limit is {MAX_BODY}"));
     }
-    let domain = from
+    let domain = from_addr
         .rsplit_once('@')
         .map_or("taskbox", |(_, d)| d)
         .to_string();
@@ -279,6 +307,20 @@ mod tests {
             text: "hello".into(),
             html: Some("<p>hello</p>".into()),
         }
+    }
+
+    #[test]
+    fn a_sender_may_carry_a_display_name() {
+        let ok = validate(
+            message("a@example.com", "Hi"),
+            Some("Dify <no-reply@dify.ai>".to_string()),
+        )
+        .unwrap();
+        assert!(ok.message_id.ends_with("@dify.ai>"), "{}", ok.message_id);
+        assert!(ok.to_rfc5322().is_ok());
+        assert_eq!(check_mailbox("from", "\"Ops\" <ops@x.io>").unwrap(), "ops@x.io");
+        assert!(check_mailbox("from", "A <b> <c@x.io>").is_err());
+        assert!(check_mailbox("from", "A\r\nBcc: e@x.io <c@x.io>").is_err());
     }
 
     #[test]
