@@ -69,12 +69,12 @@ demo: build
 example: build
     ./examples/example.sh target/release/taskbox
 
-# Measure sandbox overhead, guest CPU speed against native, and the release worker end to end
-# against a real Celery worker on one Redis; writes BENCHMARKS.md.
+# Measure sandbox overhead, guest CPU vs native, taskbox vs Celery on one Redis, and the document pipeline; writes BENCHMARKS.md.
 [group('bench')]
 bench: build venv
     # cargo runs benches in tests/, so the section paths are passed absolute.
     cargo bench -p taskbox-tests --bench sandbox -- --out {{ justfile_directory() }}/target/bench/sandbox.md
     cargo bench -p taskbox-tests --bench e2e -- --out {{ justfile_directory() }}/target/bench/e2e.md
-    ./examples/assemble-benchmarks.sh "just bench" target/bench/sandbox.md target/bench/e2e.md > BENCHMARKS.md
+    cargo bench -p taskbox-tests --bench pipeline -- --out {{ justfile_directory() }}/target/bench/pipeline.md
+    ./examples/assemble-benchmarks.sh "just bench" target/bench/sandbox.md target/bench/e2e.md target/bench/pipeline.md > BENCHMARKS.md
     @echo "wrote BENCHMARKS.md"

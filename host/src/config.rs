@@ -3422,7 +3422,9 @@ file_backup_count = 2
     fn plugin_grants_are_checked() {
         let plugin = |extra: &str| format!("[plugins.p]\npath = \"p.wasm\"\n{extra}\n");
         assert!(load_text(&plugin(""), &[]).is_ok());
-        let err = load_text("[plugins.p]\ncapabilities = []\n", &[])
+        // Without a path the entry only grants (a plugin-directory plugin or a built-in).
+        assert!(load_text("[plugins.p]\ncapabilities = [\"kv\"]\n", &[]).is_ok());
+        let err = load_text("[plugins.p]\npath = \"\"\n", &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("path"), "{err}");

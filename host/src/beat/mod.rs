@@ -635,6 +635,7 @@ impl Beat {
             }
             match (failure, down_since) {
                 (Some(err), None) => {
+                    let err = anyhow::Error::new(err);
                     tracing::warn!(error = %format_args!("{err:#}"), "beat cannot reach Redis; retrying every tick");
                     down_since = Some(Instant::now());
                 }
@@ -657,7 +658,7 @@ impl Beat {
                 Ok(true) => tracing::info!(token = lead.token, "beat released its lease"),
                 Ok(false) => {}
                 Err(err) => tracing::warn!(
-                    error = %format_args!("{err:#}"),
+                    error = %format_args!("{:#}", anyhow::Error::new(err)),
                     "beat could not release its lease; a standby takes over when it expires"
                 ),
             }

@@ -248,12 +248,22 @@ impl Worker {
             name.trim_start_matches("taskbox@")
         );
         let routes_config = config.clone();
+        let routes_registry = registry.clone();
         let backends = Backends {
             kv: Arc::new(backends::RedisKv::new(broker.connection())),
             mail,
             queue: Arc::new(backends::BrokerQueue::new(
                 broker.clone(),
-                Arc::new(move |task: &str| registry::default_queue(&routes_config, task)),
+                // The operator's route, then the loaded manifests', then the built-in table:
+                // what `default_queue` answers, without reading the plugin directory per call.
+                Arc::new(move |task: &str| {
+                    routes_config
+                        .tasks
+                        .get(task)
+                        .and_then(|t| t.queue.clone())
+                        .or_else(|| routes_registry.current().manifest_route(task))
+                        .or_else(|| registry::builtin_route(task))
+                }),
                 origin.clone(),
             )),
             progress: Arc::new(backends::ResultProgress::new(results.clone())),
