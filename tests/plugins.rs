@@ -123,6 +123,10 @@ fn worker_status(config: &Path, redis: &RedisServer, name: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+fn m_path(dir: &Path) -> PathBuf {
+    dir.join("m.toml")
+}
+
 fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !ok() {
@@ -202,6 +206,20 @@ fn a_plugin_requesting_an_ungranted_directory_is_refused() {
     assert!(!out.status.success(), "add must refuse: {}", text(&out));
     assert!(!plugins.join("versioned").exists(), "a refused plugin must not be installed");
 
+    // Without a kv grant, a component importing kv is refused at load, the import named.
+    let no_dir = versioned_manifest(tmp.path(), "plain.toml", "1.0.0", &v1(), "");
+    let out = plugin_cmd(&ungranted, &redis, &["verify", v1().to_str().unwrap(), "--manifest", no_dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("taskbox:task/kv"), "{}", text(&out));
+
+    // `plugin info` shows what the component is.
+    let out = plugin_cmd(&ungranted, &redis, &["info", v1().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let info = text(&out);
+    assert!(info.contains(&sha256(&v1())), "{info}");
+    assert!(info.contains("taskbox:task@0.1.0"), "{info}");
+    assert!(info.contains("versioned.info") && info.contains("kv"), "{info}");
+
     let granted_dir = tmp.path().join("granted");
     std::fs::create_dir(&granted_dir).unwrap();
     let granted = config(
@@ -264,12 +282,21 @@ dirs = [{{ path = "/data", access = "ro" }}]
     );
     let m = versioned_manifest(
         tmp.path(),
-        "m.toml",
+        m_path(tmp.path()).file_name().unwrap().to_str().unwrap(),
         "1.0.0",
         &v1(),
         r#"dirs = [{ path = "/data", access = "ro" }]"#,
     );
     install("versioned", &v1(), std::fs::read_to_string(m).unwrap());
+    // The same component again under another name: its task is already served, so it is
+    // refused and the first keeps serving.
+    install(
+        "zz-twin",
+        &v1(),
+        std::fs::read_to_string(&m_path(tmp.path()))
+            .unwrap()
+            .replace("name = \"versioned\"", "name = \"zz-twin\""),
+    );
     let cfg = config(
         tmp.path(),
         &plugins,
@@ -283,12 +310,23 @@ enforcement = "call"
 [plugins.versioned]
 capabilities = ["log", "kv"]
 dirs = ["{b}:/data:ro"]
+
+[plugins.zz-twin]
+capabilities = ["log", "kv"]
+dirs = ["{b}:/data:ro"]
 "#,
             a = dir_a.display(),
             b = dir_b.display()
         ),
     );
     let _worker = WorkerProcess::start(&redis, &cfg, &[]);
+
+    wait_until("the worker to publish its plugins", LONG, || {
+        !worker_status(&cfg, &redis, "zz-twin").is_null()
+    });
+    let twin = worker_status(&cfg, &redis, "zz-twin");
+    assert_eq!(twin["state"], "failed", "{twin}");
+    assert!(twin["error"].as_str().unwrap().contains("served by both"), "{twin}");
 
     // kv: the same key name in two plugins is two different keys.
     let id = send(&redis, "versioned.kv_set", json!(["secret", "s3cret"]), json!({}), "plugin");

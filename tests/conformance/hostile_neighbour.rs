@@ -188,8 +188,6 @@ impl Env {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         let meta = Arc::new(TaskMeta::new(id, spec.task, "conformance", spec.plugin));
-        static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-        let _guard = if std::env::var("SIM").is_ok_and(|v| v == "lock") { Some(LOCK.lock().await) } else { None };
         self.rt
             .run(
                 &self.hostile,
@@ -234,15 +232,7 @@ impl Env {
                     timeout: SPINNER_LIMIT,
                     ..limits()
                 });
-                if std::env::var("SIM").is_ok_and(|v| v == "noyield") {
-                    let mut fut = std::pin::pin!(env.run(spec, Some(cancel)));
-                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                    loop {
-                        if let std::task::Poll::Ready(r) = fut.as_mut().poll(&mut cx) { break r; }
-                    }
-                } else {
                 env.run(spec, Some(cancel)).await
-                }
             }
         });
         let allocator = tokio::spawn({
