@@ -45,7 +45,12 @@ fn replies_by_name(v: &Value) -> Vec<(String, Value)> {
         .cloned()
         .unwrap_or_default()
         .into_iter()
-        .map(|r| (r["name"].as_str().unwrap_or("").to_string(), r["reply"].clone()))
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or("").to_string(),
+                r["reply"].clone(),
+            )
+        })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
@@ -75,23 +80,43 @@ fn inspect_sees_both_workers_and_their_tasks_and_drops_a_killed_one() {
     let (_, registered) = taskbox_json(&cfg, &redis, &["inspect", "registered", "-d", "one@test"]);
     let regs = replies_by_name(&registered);
     assert_eq!(regs.len(), 1, "only the named worker answers: {registered}");
-    assert!(regs[0].1.as_array().unwrap().contains(&json!("hostile.run")));
+    assert!(
+        regs[0]
+            .1
+            .as_array()
+            .unwrap()
+            .contains(&json!("hostile.run"))
+    );
 
     let (_, stats) = taskbox_json(&cfg, &redis, &["inspect", "stats"]);
     for (_, s) in replies_by_name(&stats) {
         assert_eq!(s["concurrency"], 2, "{s}");
         assert_eq!(s["queues"], json!(["celery"]));
         assert!(s["pid"].as_u64().unwrap() > 0);
-        assert!(s["plugins"].as_array().unwrap().iter().any(|p| p["name"] == "hostile"));
+        assert!(
+            s["plugins"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "hostile")
+        );
     }
 
     // A running task shows up in `active` on the worker that runs it.
-    let id = send(&redis, "hostile.run", json!(["sleep", 3000]), json!({}), "celery");
+    let id = send(
+        &redis,
+        "hostile.run",
+        json!(["sleep", 3000]),
+        json!({}),
+        "celery",
+    );
     wait_until("the task to be active", LONG, || {
         let (_, active) = taskbox_json(&cfg, &redis, &["inspect", "active"]);
-        replies_by_name(&active)
-            .iter()
-            .any(|(_, tasks)| tasks.as_array().is_some_and(|t| t.iter().any(|x| x["id"] == id.as_str())))
+        replies_by_name(&active).iter().any(|(_, tasks)| {
+            tasks
+                .as_array()
+                .is_some_and(|t| t.iter().any(|x| x["id"] == id.as_str()))
+        })
     });
 
     // A worker killed outright stops answering: first marked as silent while its heartbeat
@@ -101,12 +126,19 @@ fn inspect_sees_both_workers_and_their_tasks_and_drops_a_killed_one() {
     let silent = ping["no_reply"].as_array().cloned().unwrap_or_default();
     if !silent.is_empty() {
         assert!(!out.status.success(), "a silent worker makes inspect fail");
-        assert!(silent[0].as_str().unwrap().starts_with("two@test"), "{ping}");
+        assert!(
+            silent[0].as_str().unwrap().starts_with("two@test"),
+            "{ping}"
+        );
     }
     wait_until("the killed worker to drop out", LONG, || {
         let (out, ping) = taskbox_json(&cfg, &redis, &["inspect", "ping", "--timeout", "1s"]);
         out.status.success()
-            && replies_by_name(&ping).into_iter().map(|(n, _)| n).collect::<Vec<_>>() == ["one@test"]
+            && replies_by_name(&ping)
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect::<Vec<_>>()
+                == ["one@test"]
     });
     wait_success(&redis, &id, LONG);
     drop(w1);
@@ -134,7 +166,11 @@ fn revoke_terminate_stops_a_spinning_task_and_the_worker_goes_on() {
     assert_eq!(terminated, &json!(["hostile.run"]), "{reply}");
     let meta = wait_final(&redis, &spin, LONG);
     assert_eq!(meta["status"], "REVOKED", "{meta}");
-    assert!(started.elapsed() < Duration::from_secs(20), "terminate took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "terminate took {:?}",
+        started.elapsed()
+    );
 
     // The worker carries on.
     let ok = send(&redis, "hostile.run", json!(["ok"]), json!({}), "celery");
@@ -156,7 +192,11 @@ fn control_resizes_the_pool_and_shuts_a_worker_down() {
     let redis = RedisServer::start();
     let tmp = tempfile::tempdir().unwrap();
     let cfg = test_config(tmp.path(), "");
-    let mut worker = WorkerProcess::start(&redis, &cfg, &["-n", "pool@test", "-Q", "celery", "-c", "2"]);
+    let mut worker = WorkerProcess::start(
+        &redis,
+        &cfg,
+        &["-n", "pool@test", "-Q", "celery", "-c", "2"],
+    );
     let (_, grown) = taskbox_json(&cfg, &redis, &["control", "pool-grow", "2"]);
     assert_eq!(replies_by_name(&grown)[0].1["slots"], 4, "{grown}");
     let (_, shrunk) = taskbox_json(&cfg, &redis, &["control", "pool-shrink", "3"]);
@@ -198,11 +238,20 @@ alert_emails = ["ops@example.com"]
     // This worker does not consume `dataset`, so its depth stays where the test puts it.
     let _worker = WorkerProcess::start(&redis, &cfg, &["-Q", "ops_trace,mail"]);
     let monitor = || {
-        let id = send(&redis, "ops.queue_monitor", json!([]), json!({}), "ops_trace");
+        let id = send(
+            &redis,
+            "ops.queue_monitor",
+            json!([]),
+            json!({}),
+            "ops_trace",
+        );
         wait_success(&redis, &id, LONG)
     };
     for i in 0..5 {
-        let _: () = redis.conn().lpush("dataset", format!("placeholder {i}")).unwrap();
+        let _: () = redis
+            .conn()
+            .lpush("dataset", format!("placeholder {i}"))
+            .unwrap();
     }
     // Three runs while the queue stays over the threshold: one alert.
     let first = monitor();
@@ -214,17 +263,28 @@ alert_emails = ["ops@example.com"]
     }
     wait_until("the alert mail", LONG, || smtp.messages().len() == 1);
     let alert = &smtp.messages()[0];
-    assert!(alert.field("to").contains("ops@example.com"), "{:?}", alert.json);
+    assert!(
+        alert.field("to").contains("ops@example.com"),
+        "{:?}",
+        alert.json
+    );
     assert!(alert.field("text").contains("dataset"), "{:?}", alert.json);
 
     // Back under the threshold: one recovery notice, then quiet.
     let _: () = redis.conn().del("dataset").unwrap();
     let recovered = monitor();
-    assert!(recovered["checked"][0]["sent"]["recovery"].is_array(), "{recovered}");
+    assert!(
+        recovered["checked"][0]["sent"]["recovery"].is_array(),
+        "{recovered}"
+    );
     let quiet = monitor();
     assert_eq!(quiet["checked"][0]["sent"], Value::Null);
     wait_until("the recovery mail", LONG, || smtp.messages().len() == 2);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(smtp.messages().len(), 2, "exactly one alert and one recovery");
+    assert_eq!(
+        smtp.messages().len(),
+        2,
+        "exactly one alert and one recovery"
+    );
     assert!(meta(&redis, "nonexistent").is_none());
 }

@@ -32,7 +32,13 @@ fn corpus() -> Vec<PathBuf> {
 }
 
 fn search(redis: &RedisServer, dataset: &str, query: &str) -> Vec<Value> {
-    let id = send(redis, "indexing.search", json!([dataset, query]), json!({}), "dataset");
+    let id = send(
+        redis,
+        "indexing.search",
+        json!([dataset, query]),
+        json!({}),
+        "dataset",
+    );
     let found = wait_success(redis, &id, LONG);
     found["results"].as_array().cloned().unwrap_or_default()
 }
@@ -44,7 +50,10 @@ fn the_example_corpus_goes_through_the_chain_and_is_searchable() {
     let cfg = test_config(tmp.path(), "");
     let _worker = WorkerProcess::start(&redis, &cfg, &["-Q", "pipeline,dataset", "-c", "4"]);
     let files = corpus();
-    assert!(files.len() >= 8, "the corpus has Markdown, HTML, CSV, JSON and DOCX files");
+    assert!(
+        files.len() >= 8,
+        "the corpus has Markdown, HTML, CSV, JSON and DOCX files"
+    );
 
     for (dataset, technique) in [("corpus", "economy"), ("corpus-hq", "high_quality")] {
         for file in &files {
@@ -76,10 +85,14 @@ fn the_example_corpus_goes_through_the_chain_and_is_searchable() {
                 "{name}: {stdout}{}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            let indexed: Value = serde_json::from_str(stdout.trim())
-                .unwrap_or_else(|e| panic!("{name}: the chain's result is not JSON ({e}): {stdout}"));
+            let indexed: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+                panic!("{name}: the chain's result is not JSON ({e}): {stdout}")
+            });
             assert_eq!(indexed["document_id"], name.as_str(), "{indexed}");
-            assert!(indexed["segments"].as_u64().unwrap() > 0, "{name}: {indexed}");
+            assert!(
+                indexed["segments"].as_u64().unwrap() > 0,
+                "{name}: {indexed}"
+            );
         }
     }
 

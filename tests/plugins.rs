@@ -32,7 +32,13 @@ fn v2() -> PathBuf {
 }
 
 /// A manifest for the versioned guest pinned to `component`'s digest.
-fn versioned_manifest(dir: &Path, file: &str, version: &str, component: &Path, extra: &str) -> PathBuf {
+fn versioned_manifest(
+    dir: &Path,
+    file: &str,
+    version: &str,
+    component: &Path,
+    extra: &str,
+) -> PathBuf {
     let text = format!(
         r#"
 name = "versioned"
@@ -115,7 +121,10 @@ fn worker_status(config: &Path, redis: &RedisServer, name: &str) -> Value {
     let out = plugin_cmd(config, redis, &["list", "--json"]);
     assert!(out.status.success(), "plugin list failed: {}", text(&out));
     let listed: Value = serde_json::from_slice(&out.stdout).expect("plugin list --json is JSON");
-    let workers = listed["workers"]["Ok"].as_array().cloned().unwrap_or_default();
+    let workers = listed["workers"]["Ok"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     workers
         .iter()
         .flat_map(|w| w["plugins"].as_array().cloned().unwrap_or_default())
@@ -146,18 +155,42 @@ fn plugins_are_added_replaced_while_running_and_a_corrupt_replacement_is_refused
 
     // Added to the running worker: its task runs without a restart.
     let m1 = versioned_manifest(tmp.path(), "v1.toml", "1.0.0", &v1(), "");
-    let out = plugin_cmd(&cfg, &redis, &["add", v1().to_str().unwrap(), "--manifest", m1.to_str().unwrap()]);
+    let out = plugin_cmd(
+        &cfg,
+        &redis,
+        &[
+            "add",
+            v1().to_str().unwrap(),
+            "--manifest",
+            m1.to_str().unwrap(),
+        ],
+    );
     assert!(out.status.success(), "plugin add v1: {}", text(&out));
     let id = send(&redis, "versioned.info", json!([]), json!({}), "plugin");
     assert_eq!(wait_success(&redis, &id, LONG), json!({"version": "1"}));
 
     // Replaced while a long task of version 1 runs: both finish, each on its own version.
-    let long = send(&redis, "versioned.info", json!([]), json!({"sleep_ms": 4000}), "plugin");
+    let long = send(
+        &redis,
+        "versioned.info",
+        json!([]),
+        json!({"sleep_ms": 4000}),
+        "plugin",
+    );
     wait_until("the long task to start", LONG, || {
         redis.conn().hlen::<_, u64>("unacked").unwrap_or(0) > 0
     });
     let m2 = versioned_manifest(tmp.path(), "v2.toml", "2.0.0", &v2(), "");
-    let out = plugin_cmd(&cfg, &redis, &["add", v2().to_str().unwrap(), "--manifest", m2.to_str().unwrap()]);
+    let out = plugin_cmd(
+        &cfg,
+        &redis,
+        &[
+            "add",
+            v2().to_str().unwrap(),
+            "--manifest",
+            m2.to_str().unwrap(),
+        ],
+    );
     assert!(out.status.success(), "plugin add v2: {}", text(&out));
     worker.wait_for_log("plugin replaced", LONG);
     let short = send(&redis, "versioned.info", json!([]), json!({}), "plugin");
@@ -177,12 +210,24 @@ fn plugins_are_added_replaced_while_running_and_a_corrupt_replacement_is_refused
     let status = worker_status(&cfg, &redis, "versioned");
     assert_eq!(status["version"], "2.0.0", "{status}");
     assert!(
-        status["error"].as_str().unwrap_or("").contains("digest mismatch"),
+        status["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("digest mismatch"),
         "{status}"
     );
 
     // `plugin add` itself refuses the mismatch before touching the directory.
-    let out = plugin_cmd(&cfg, &redis, &["add", v1().to_str().unwrap(), "--manifest", m2.to_str().unwrap()]);
+    let out = plugin_cmd(
+        &cfg,
+        &redis,
+        &[
+            "add",
+            v1().to_str().unwrap(),
+            "--manifest",
+            m2.to_str().unwrap(),
+        ],
+    );
     assert!(!out.status.success());
     assert!(text(&out).contains("digest mismatch"), "{}", text(&out));
 }
@@ -199,16 +244,50 @@ fn a_plugin_requesting_an_ungranted_directory_is_refused() {
     let manifest = versioned_manifest(tmp.path(), "m.toml", "1.0.0", &v1(), wants_dir);
 
     let ungranted = config(tmp.path(), &plugins, "");
-    let out = plugin_cmd(&ungranted, &redis, &["verify", v1().to_str().unwrap(), "--manifest", manifest.to_str().unwrap()]);
+    let out = plugin_cmd(
+        &ungranted,
+        &redis,
+        &[
+            "verify",
+            v1().to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ],
+    );
     assert!(!out.status.success());
-    assert!(text(&out).contains("/data") && text(&out).contains("did not grant"), "{}", text(&out));
-    let out = plugin_cmd(&ungranted, &redis, &["add", v1().to_str().unwrap(), "--manifest", manifest.to_str().unwrap()]);
+    assert!(
+        text(&out).contains("/data") && text(&out).contains("did not grant"),
+        "{}",
+        text(&out)
+    );
+    let out = plugin_cmd(
+        &ungranted,
+        &redis,
+        &[
+            "add",
+            v1().to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ],
+    );
     assert!(!out.status.success(), "add must refuse: {}", text(&out));
-    assert!(!plugins.join("versioned").exists(), "a refused plugin must not be installed");
+    assert!(
+        !plugins.join("versioned").exists(),
+        "a refused plugin must not be installed"
+    );
 
     // Without a kv grant, a component importing kv is refused at load, the import named.
     let no_dir = versioned_manifest(tmp.path(), "plain.toml", "1.0.0", &v1(), "");
-    let out = plugin_cmd(&ungranted, &redis, &["verify", v1().to_str().unwrap(), "--manifest", no_dir.to_str().unwrap()]);
+    let out = plugin_cmd(
+        &ungranted,
+        &redis,
+        &[
+            "verify",
+            v1().to_str().unwrap(),
+            "--manifest",
+            no_dir.to_str().unwrap(),
+        ],
+    );
     assert!(!out.status.success());
     assert!(text(&out).contains("taskbox:task/kv"), "{}", text(&out));
 
@@ -218,7 +297,10 @@ fn a_plugin_requesting_an_ungranted_directory_is_refused() {
     let info = text(&out);
     assert!(info.contains(&sha256(&v1())), "{info}");
     assert!(info.contains("taskbox:task@0.1.0"), "{info}");
-    assert!(info.contains("versioned.info") && info.contains("kv"), "{info}");
+    assert!(
+        info.contains("versioned.info") && info.contains("kv"),
+        "{info}"
+    );
 
     let granted_dir = tmp.path().join("granted");
     std::fs::create_dir(&granted_dir).unwrap();
@@ -230,9 +312,22 @@ fn a_plugin_requesting_an_ungranted_directory_is_refused() {
             data.display()
         ),
     );
-    let out = plugin_cmd(&granted, &redis, &["verify", v1().to_str().unwrap(), "--manifest", manifest.to_str().unwrap()]);
+    let out = plugin_cmd(
+        &granted,
+        &redis,
+        &[
+            "verify",
+            v1().to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("granted here: log, kv"), "{}", text(&out));
+    assert!(
+        text(&out).contains("granted here: log, kv"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -293,7 +388,7 @@ dirs = [{{ path = "/data", access = "ro" }}]
     install(
         "zz-twin",
         &v1(),
-        std::fs::read_to_string(&m_path(tmp.path()))
+        std::fs::read_to_string(m_path(tmp.path()))
             .unwrap()
             .replace("name = \"versioned\"", "name = \"zz-twin\""),
     );
@@ -326,27 +421,70 @@ dirs = ["{b}:/data:ro"]
     });
     let twin = worker_status(&cfg, &redis, "zz-twin");
     assert_eq!(twin["state"], "failed", "{twin}");
-    assert!(twin["error"].as_str().unwrap().contains("served by both"), "{twin}");
+    assert!(
+        twin["error"].as_str().unwrap().contains("served by both"),
+        "{twin}"
+    );
 
     // kv: the same key name in two plugins is two different keys.
-    let id = send(&redis, "versioned.kv_set", json!(["secret", "s3cret"]), json!({}), "plugin");
+    let id = send(
+        &redis,
+        "versioned.kv_set",
+        json!(["secret", "s3cret"]),
+        json!({}),
+        "plugin",
+    );
     wait_success(&redis, &id, LONG);
     let stored: Option<String> = redis.conn().hget("taskbox:kv:versioned", "secret").unwrap();
     assert_eq!(stored.as_deref(), Some("s3cret"));
-    let id = send(&redis, "hostile.run", json!(["kv_get", 0, "secret"]), json!({}), "plugin");
-    assert_eq!(wait_success(&redis, &id, LONG), Value::Null, "hostile read versioned's key");
+    let id = send(
+        &redis,
+        "hostile.run",
+        json!(["kv_get", 0, "secret"]),
+        json!({}),
+        "plugin",
+    );
+    assert_eq!(
+        wait_success(&redis, &id, LONG),
+        Value::Null,
+        "hostile read versioned's key"
+    );
 
     // Files: each sees only its own /data.
-    let id = send(&redis, "versioned.read_file", json!(["/data/secret.txt"]), json!({}), "plugin");
+    let id = send(
+        &redis,
+        "versioned.read_file",
+        json!(["/data/secret.txt"]),
+        json!({}),
+        "plugin",
+    );
     assert_eq!(wait_success(&redis, &id, LONG), json!("versioned's secret"));
-    let id = send(&redis, "hostile.run", json!(["read_file", 0, "/data/a.txt"]), json!({}), "plugin");
+    let id = send(
+        &redis,
+        "hostile.run",
+        json!(["read_file", 0, "/data/a.txt"]),
+        json!({}),
+        "plugin",
+    );
     assert_eq!(wait_success(&redis, &id, LONG), json!("hostile's own file"));
-    let id = send(&redis, "hostile.run", json!(["read_file", 0, "/data/secret.txt"]), json!({}), "plugin");
+    let id = send(
+        &redis,
+        "hostile.run",
+        json!(["read_file", 0, "/data/secret.txt"]),
+        json!({}),
+        "plugin",
+    );
     let failed = wait_final(&redis, &id, LONG);
     assert_eq!(failed["status"], "FAILURE", "{failed}");
 
     // An imported but ungranted capability fails when used.
-    let id = send(&redis, "hostile.run", json!(["mail", 0, "x@example.com"]), json!({}), "plugin");
+    let id = send(
+        &redis,
+        "hostile.run",
+        json!(["mail", 0, "x@example.com"]),
+        json!({}),
+        "plugin",
+    );
     let failed = wait_final(&redis, &id, LONG);
     assert_eq!(failed["status"], "FAILURE", "{failed}");
     assert_eq!(failed["result"]["exc_type"], "CapabilityDenied", "{failed}");
@@ -366,7 +504,16 @@ fn a_removed_plugin_does_not_lose_queued_tasks() {
     let worker = WorkerProcess::start(&redis, &cfg, &[]);
     let m1 = versioned_manifest(tmp.path(), "v1.toml", "1.0.0", &v1(), "");
     let add = || {
-        let out = plugin_cmd(&cfg, &redis, &["add", v1().to_str().unwrap(), "--manifest", m1.to_str().unwrap()]);
+        let out = plugin_cmd(
+            &cfg,
+            &redis,
+            &[
+                "add",
+                v1().to_str().unwrap(),
+                "--manifest",
+                m1.to_str().unwrap(),
+            ],
+        );
         assert!(out.status.success(), "plugin add: {}", text(&out));
     };
     add();
@@ -385,7 +532,10 @@ fn a_removed_plugin_does_not_lose_queued_tasks() {
     let waiting: u64 = redis.conn().zcard("taskbox:delayed").unwrap();
     let listed: u64 = redis.conn().llen("plugin").unwrap();
     let unacked: u64 = redis.conn().hlen("unacked").unwrap();
-    assert!(waiting + listed + unacked >= 1, "the task vanished from Redis");
+    assert!(
+        waiting + listed + unacked >= 1,
+        "the task vanished from Redis"
+    );
     add();
     assert_eq!(wait_success(&redis, &queued, LONG), json!({"version": "1"}));
 
@@ -396,7 +546,8 @@ fn a_removed_plugin_does_not_lose_queued_tasks() {
     assert_eq!(failed["result"]["exc_type"], "NotRegistered", "{failed}");
     let dead: Vec<String> = redis.conn().lrange("taskbox:dead_letter", 0, -1).unwrap();
     assert!(
-        dead.iter().any(|d| d.contains("nobody.serves") && d.contains("not served by any worker")),
+        dead.iter()
+            .any(|d| d.contains("nobody.serves") && d.contains("not served by any worker")),
         "{dead:?}"
     );
 }

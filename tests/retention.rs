@@ -44,17 +44,28 @@ fn retention_sweeps_only_what_is_old_and_granted() {
 
     let mut conn = redis.conn();
     // Results: two old, one new, one still running (no date_done).
-    for (id, done) in [("old-1", Some(10 * DAY)), ("old-2", Some(9 * DAY)), ("new-1", Some(60)), ("running", None)] {
+    for (id, done) in [
+        ("old-1", Some(10 * DAY)),
+        ("old-2", Some(9 * DAY)),
+        ("new-1", Some(60)),
+        ("running", None),
+    ] {
         let meta = match done {
-            Some(age) => json!({"status": "SUCCESS", "task_id": id, "date_done": format_timestamp(ago(age))}),
+            Some(age) => {
+                json!({"status": "SUCCESS", "task_id": id, "date_done": format_timestamp(ago(age))})
+            }
             None => json!({"status": "STARTED", "task_id": id}),
         };
-        let _: () = conn.set(format!("celery-task-meta-{id}"), meta.to_string()).unwrap();
+        let _: () = conn
+            .set(format!("celery-task-meta-{id}"), meta.to_string())
+            .unwrap();
     }
     // Dead letters: newest at the head, as the worker pushes them.
     for (n, age) in [(1, 40 * DAY), (2, 35 * DAY), (3, 60)] {
         let entry = json!({"reason": format!("dead {n}"), "at": format_timestamp(ago(age))});
-        let _: () = conn.lpush("taskbox:dead_letter", entry.to_string()).unwrap();
+        let _: () = conn
+            .lpush("taskbox:dead_letter", entry.to_string())
+            .unwrap();
     }
     // The indexing namespace: a dataset deleted two days ago, a live one; and another
     // plugin's namespace retention was never granted.
@@ -71,7 +82,9 @@ fn retention_sweeps_only_what_is_old_and_granted() {
             ],
         )
         .unwrap();
-    let _: () = conn.hset("taskbox:kv:hostile", "ds:gone:seg:1", "x").unwrap();
+    let _: () = conn
+        .hset("taskbox:kv:hostile", "ds:gone:seg:1", "x")
+        .unwrap();
 
     let cfg = test_config(
         tmp.path(),
@@ -97,17 +110,32 @@ fn retention_sweeps_only_what_is_old_and_granted() {
     assert_eq!(kept, 3);
 
     // Real run.
-    let id = send(&redis, "retention.sweep", json!([]), ages.clone(), "retention");
+    let id = send(
+        &redis,
+        "retention.sweep",
+        json!([]),
+        ages.clone(),
+        "retention",
+    );
     let report = wait_success(&redis, &id, LONG);
     assert_eq!(report["results"]["deleted"], 2, "{report}");
     assert_eq!(report["dead_letters"]["deleted"], 2, "{report}");
     assert_eq!(report["datasets"]["finished"], 1, "{report}");
     assert_eq!(report["files"]["deleted"], 2, "{report}");
     for id in ["old-1", "old-2"] {
-        assert!(!conn.exists::<_, bool>(format!("celery-task-meta-{id}")).unwrap(), "{id}");
+        assert!(
+            !conn
+                .exists::<_, bool>(format!("celery-task-meta-{id}"))
+                .unwrap(),
+            "{id}"
+        );
     }
     for id in ["new-1", "running"] {
-        assert!(conn.exists::<_, bool>(format!("celery-task-meta-{id}")).unwrap(), "{id}");
+        assert!(
+            conn.exists::<_, bool>(format!("celery-task-meta-{id}"))
+                .unwrap(),
+            "{id}"
+        );
     }
     let left: Vec<String> = conn.lrange("taskbox:dead_letter", 0, -1).unwrap();
     assert_eq!(left.len(), 1);
@@ -116,12 +144,25 @@ fn retention_sweeps_only_what_is_old_and_granted() {
     let mut indexing = indexing;
     indexing.sort();
     assert_eq!(indexing, ["ds:live:meta", "ds:live:seg:1"]);
-    assert!(conn.hexists::<_, _, bool>("taskbox:kv:hostile", "ds:gone:seg:1").unwrap(), "an ungranted namespace was touched");
+    assert!(
+        conn.hexists::<_, _, bool>("taskbox:kv:hostile", "ds:gone:seg:1")
+            .unwrap(),
+        "an ungranted namespace was touched"
+    );
     assert!(!storage.join("old.bin").exists());
-    assert!(!storage.join("nested").exists(), "the emptied directory is removed");
+    assert!(
+        !storage.join("nested").exists(),
+        "the emptied directory is removed"
+    );
     assert!(storage.join("new.bin").exists());
-    assert!(outside.join("old-outside.bin").exists(), "a file outside the grant was touched");
-    assert!(storage.join("link").symlink_metadata().is_ok(), "symlinks are left alone");
+    assert!(
+        outside.join("old-outside.bin").exists(),
+        "a file outside the grant was touched"
+    );
+    assert!(
+        storage.join("link").symlink_metadata().is_ok(),
+        "symlinks are left alone"
+    );
 
     // Idempotent: a second run deletes nothing.
     let id = send(&redis, "retention.sweep", json!([]), ages, "retention");

@@ -2250,7 +2250,11 @@ impl Config {
 
     fn validate_plugin(&self, name: &str, plugin: &PluginConfig) -> Result<(), ConfigError> {
         let base = key_join("plugins", name);
-        if plugin.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        if plugin
+            .path
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
             return Err(self.bad(
                 &format!("{base}.path"),
                 quoted(""),

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 
 use crate::builtins;
+use crate::runtime::capabilities::housekeeping::NoRecords;
 use crate::runtime::capabilities::kv::MemoryKv;
 use crate::runtime::capabilities::mail::{CaptureMail, OutboxMail};
 use crate::runtime::capabilities::progress::LogProgress;
-use crate::runtime::capabilities::housekeeping::NoRecords;
 use crate::runtime::capabilities::queue::CaptureQueue;
 use crate::runtime::{
     Backends, Grants, Invocation, LimitsOverride, Runtime, RuntimeSettings, SandboxError, TaskMeta,

@@ -55,14 +55,24 @@ pub async fn live_workers(
     Ok(out)
 }
 
-async fn connect(config: &Config) -> anyhow::Result<(redis::Client, redis::aio::MultiplexedConnection)> {
+async fn connect(
+    config: &Config,
+) -> anyhow::Result<(redis::Client, redis::aio::MultiplexedConnection)> {
     let url = config.broker_url();
     let client = redis::Client::open(url.as_str())
         .with_context(|| format!("bad broker URL {}", crate::config::redact_url(&url)))?;
-    let conn = tokio::time::timeout(Duration::from_secs(3), client.get_multiplexed_async_connection())
-        .await
-        .map_err(|_| anyhow::anyhow!("the broker did not answer within 3s"))?
-        .with_context(|| format!("cannot reach the broker at {}", crate::config::redact_url(&url)))?;
+    let conn = tokio::time::timeout(
+        Duration::from_secs(3),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("the broker did not answer within 3s"))?
+    .with_context(|| {
+        format!(
+            "cannot reach the broker at {}",
+            crate::config::redact_url(&url)
+        )
+    })?;
     Ok((client, conn))
 }
 
@@ -101,9 +111,10 @@ async fn broadcast(
         destination: destination.to_vec(),
         reply_to,
     };
-    let _: u64 = redis::AsyncCommands::publish(conn, CONTROL_CHANNEL, serde_json::to_string(&request)?)
-        .await
-        .context("failed to publish the request")?;
+    let _: u64 =
+        redis::AsyncCommands::publish(conn, CONTROL_CHANNEL, serde_json::to_string(&request)?)
+            .await
+            .context("failed to publish the request")?;
     let mut replies = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + timeout;
     let mut stream = pubsub.on_message();
@@ -123,7 +134,12 @@ async fn broadcast(
     Ok((replies, expected))
 }
 
-fn render(command: &str, replies: &BTreeMap<String, Reply>, expected: &[LiveWorker], as_json: bool) -> ExitCode {
+fn render(
+    command: &str,
+    replies: &BTreeMap<String, Reply>,
+    expected: &[LiveWorker],
+    as_json: bool,
+) -> ExitCode {
     let mut silent = Vec::new();
     for w in expected {
         if !replies.contains_key(&w.id) {
@@ -156,14 +172,19 @@ fn render(command: &str, replies: &BTreeMap<String, Reply>, expected: &[LiveWork
                     }
                 }
                 other => {
-                    for line in serde_json::to_string_pretty(other).unwrap_or_default().lines() {
+                    for line in serde_json::to_string_pretty(other)
+                        .unwrap_or_default()
+                        .lines()
+                    {
                         println!("    {line}");
                     }
                 }
             }
         }
         for id in &silent {
-            println!("-> {id}: NO REPLY within the timeout (alive by heartbeat, but did not answer)");
+            println!(
+                "-> {id}: NO REPLY within the timeout (alive by heartbeat, but did not answer)"
+            );
         }
     }
     if silent.is_empty() && replies.values().all(|r| r.ok) {
@@ -250,7 +271,10 @@ async fn queues(
             pipe.llen(message::queue_key(q, p));
         }
     }
-    let lens: Vec<u64> = pipe.query_async(conn).await.context("failed to read queue lengths")?;
+    let lens: Vec<u64> = pipe
+        .query_async(conn)
+        .await
+        .context("failed to read queue lengths")?;
     // Unacked and delayed messages are counted per queue from their stored routing.
     let unacked: Vec<String> = redis::AsyncCommands::hvals(conn, broker::UNACKED).await?;
     let mut unacked_by_queue: BTreeMap<String, u64> = BTreeMap::new();
@@ -266,7 +290,11 @@ async fn queues(
     for member in &delayed {
         let q = serde_json::from_str::<Value>(member)
             .ok()
-            .and_then(|v| v.get(0).and_then(Value::as_str).map(|k| message::queue_of_key(k).to_string()))
+            .and_then(|v| {
+                v.get(0)
+                    .and_then(Value::as_str)
+                    .map(|k| message::queue_of_key(k).to_string())
+            })
             .unwrap_or_else(|| "?".to_string());
         *delayed_by_queue.entry(q).or_default() += 1;
     }
@@ -315,7 +343,10 @@ async fn queues(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn scheduled(conn: &mut redis::aio::MultiplexedConnection, as_json: bool) -> anyhow::Result<ExitCode> {
+async fn scheduled(
+    conn: &mut redis::aio::MultiplexedConnection,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
     let entries: Vec<(String, f64)> =
         redis::AsyncCommands::zrange_withscores(conn, broker::DELAYED, 0, 999).await?;
     let rows: Vec<Value> = entries

@@ -204,7 +204,10 @@ mod imp {
     pub fn kv_get(namespace: &str, key: &str) -> Result<Option<Vec<u8>>, HousekeepingError> {
         with_state(|s| {
             s.housekeeping_check(Some(namespace))?;
-            Ok(s.foreign_kv.get(namespace).and_then(|ns| ns.get(key)).cloned())
+            Ok(s.foreign_kv
+                .get(namespace)
+                .and_then(|ns| ns.get(key))
+                .cloned())
         })
     }
 

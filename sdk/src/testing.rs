@@ -52,7 +52,10 @@ impl State {
         Ok(&self.kv)
     }
 
-    pub(crate) fn housekeeping_check(&self, namespace: Option<&str>) -> Result<(), HousekeepingError> {
+    pub(crate) fn housekeeping_check(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<(), HousekeepingError> {
         if self.deny_housekeeping {
             return Err(HousekeepingError::Denied(
                 "housekeeping was not granted (testing::deny_housekeeping)".into(),
@@ -138,7 +141,12 @@ pub fn deny_mail() {
 /// Adds host records of `kind` (results or dead letters) with the given ages in seconds, for
 /// `housekeeping::sweep` to find.
 pub fn add_records(kind: RecordKind, ages_secs: &[u64]) {
-    with_state(|s| s.records.entry(kind).or_default().extend_from_slice(ages_secs));
+    with_state(|s| {
+        s.records
+            .entry(kind)
+            .or_default()
+            .extend_from_slice(ages_secs)
+    });
 }
 
 /// The ages of the records of `kind` still kept.

@@ -812,7 +812,9 @@ fn pipeline_run(
         let mut run_ms = Vec::new();
         let mut last_done = 0.0f64;
         for meta in found.iter() {
-            let meta = meta.as_ref().expect("every step of a finished chain has a result");
+            let meta = meta
+                .as_ref()
+                .expect("every step of a finished chain has a result");
             assert_eq!(meta["status"], "SUCCESS", "{meta}");
             run_ms.push(meta["taskbox"]["duration_ms"].as_f64().unwrap_or(0.0));
             if let Some(done) = meta["date_done"]
@@ -823,10 +825,13 @@ fn pipeline_run(
                 last_done = last_done.max(after);
             }
         }
-        (Stage {
-            run_ms,
-            done_after: last_done,
-        }, found)
+        (
+            Stage {
+                run_ms,
+                done_after: last_done,
+            },
+            found,
+        )
     };
     let (extract, _) = stage(0, &mut conn);
     let (split, _) = stage(1, &mut conn);
@@ -930,12 +935,7 @@ fn bench_pipeline() -> (Vec<(u32, Vec<Run>)>, usize, String) {
     (all, input_bytes, kinds)
 }
 
-fn report_pipeline(
-    md: &mut String,
-    results: &[(u32, Vec<Run>)],
-    input_bytes: usize,
-    kinds: &str,
-) {
+fn report_pipeline(md: &mut String, results: &[(u32, Vec<Run>)], input_bytes: usize, kinds: &str) {
     let redis_version = Command::new("redis-server")
         .arg("--version")
         .output()
@@ -990,14 +990,18 @@ fn report_pipeline(
         .1;
     // The median run (by wall time) of the best slot count.
     let mut order: Vec<&Run> = runs.iter().collect();
-    order.sort_by(|a, b| a.wall.cmp(&b.wall));
+    order.sort_by_key(|r| r.wall);
     let run = order[order.len() / 2];
     md.push_str(&format!(
         "\nPer stage, median run of `-c {best_slots}` ({:.2} s): stage rate = {DOCUMENTS} tasks ÷ time from the first LPUSH to the stage's last result; slot-time share = the stage's summed sandbox time over all stages'; per-slot capacity = 1000 ÷ mean sandbox ms.\n\n",
         run.wall.as_secs_f64()
     ));
     md.push_str("| stage | queue | median in sandbox | p90 | slot-time share | last result after | stage rate | per-slot capacity |\n|---|---|---|---|---|---|---|---|\n");
-    let total: f64 = run.stages.iter().map(|s| s.run_ms.iter().sum::<f64>()).sum();
+    let total: f64 = run
+        .stages
+        .iter()
+        .map(|s| s.run_ms.iter().sum::<f64>())
+        .sum();
     for (name, queue, stage) in [
         ("extract.text", "pipeline", &run.stages[0]),
         ("chunking.split", "pipeline", &run.stages[1]),

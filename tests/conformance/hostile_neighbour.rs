@@ -15,9 +15,11 @@
 //! 10 ms epoch tick), so the normal task gets at best 2/3 of a core on two threads (1.5x its
 //! solo time) and a third of the thread on one (3x). On top of that come the allocator's page
 //! zeroing and memory resets, kernel work no executor can slice, and tokio sometimes keeping
-//! two tasks on one thread: measured with a load average of 5, the figures were 3.5-4.2x and
-//! 3.2-4.9x (about 2x each with the spinner alone). Hence [`PARALLEL_BOUND`] and
-//! [`SHARED_BOUND`], about twice the worst figure seen, where the 3x first planned would flake.
+//! two tasks on one thread, and the shared thread being sliced by fuel, so a slice that also
+//! takes page faults lasts longer. Measured with a load average of 4-5 and the rest of this
+//! suite running alongside, the figures were 3.0-4.2x and 3.2-5.7x (about 2x each with the
+//! spinner alone). Hence [`PARALLEL_BOUND`] and [`SHARED_BOUND`], roughly twice the worst
+//! figures seen, where the 3x first planned would flake.
 //! A blocked normal task is far beyond either: it finishes only after the spinner's limit,
 //! [`SPINNER_LIMIT`], over 60x its solo time, and that is reported at once and never retried.
 //! Against noise: solo and neighbour runs alternate so a change in background load hits both,

@@ -1361,10 +1361,16 @@ mod report {
                 if pass { "pass" } else { "FAIL" }
             ));
         }
-        let bomb = rt.load(&table_bomb::bytes()).await.expect("the table bomb loads");
+        let bomb = rt
+            .load(&table_bomb::bytes())
+            .await
+            .expect("the table bomb loads");
         let ceiling = u64::from(taskbox::runtime::EngineSettings::default().max_table_elements);
         for (what, cap) in [
-            ("`table.grow` loop on a funcref table, 10 000-element cap", table_bomb::CAP),
+            (
+                "`table.grow` loop on a funcref table, 10 000-element cap",
+                table_bomb::CAP,
+            ),
             (
                 "`table.grow` loop, cap above the pool's 100 000-element slots",
                 ceiling * 10,
@@ -1393,11 +1399,7 @@ mod report {
         }
         let (observed, pass) = match &isolation {
             Ok(m) => (
-                format!(
-                    "{:.1}x / {:.1}x",
-                    m.parallel.ratio(),
-                    m.shared.ratio()
-                ),
+                format!("{:.1}x / {:.1}x", m.parallel.ratio(), m.shared.ratio()),
                 m.within_bounds(),
             ),
             Err(e) => (format!("not measured: {e}"), false),

@@ -53,6 +53,9 @@ pub fn wait_final(redis: &RedisServer, id: &str, timeout: Duration) -> Value {
 /// Waits for SUCCESS and returns the result value; panics with the meta otherwise.
 pub fn wait_success(redis: &RedisServer, id: &str, timeout: Duration) -> Value {
     let meta = wait_final(redis, id, timeout);
-    assert_eq!(meta["status"], "SUCCESS", "task {id} did not succeed: {meta}");
+    assert_eq!(
+        meta["status"], "SUCCESS",
+        "task {id} did not succeed: {meta}"
+    );
     meta["result"].clone()
 }

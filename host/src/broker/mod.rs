@@ -676,8 +676,7 @@ impl Broker {
         };
         let cutoff = jiff::Timestamp::now()
             .checked_sub(
-                jiff::SignedDuration::try_from(older_than)
-                    .unwrap_or(jiff::SignedDuration::MAX),
+                jiff::SignedDuration::try_from(older_than).unwrap_or(jiff::SignedDuration::MAX),
             )
             .unwrap_or(jiff::Timestamp::MIN);
         let mut conn = self.conn.clone();
@@ -696,7 +695,11 @@ impl Broker {
             for entry in page.iter().rev() {
                 let at = serde_json::from_str::<serde_json::Value>(entry)
                     .ok()
-                    .and_then(|v| v.get("at").and_then(|a| a.as_str()).and_then(message::parse_timestamp));
+                    .and_then(|v| {
+                        v.get("at")
+                            .and_then(|a| a.as_str())
+                            .and_then(message::parse_timestamp)
+                    });
                 match at {
                     Some(at) if at < cutoff => {
                         if old.len() >= limit as usize {

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
+use super::Registry;
 use super::dir;
 use super::manifest::{MANIFEST_FILE, Manifest};
-use super::Registry;
 use crate::cli::{PluginArgs, PluginCommand};
 use crate::config::Config;
 use crate::runtime::{EngineSettings, LoadedComponent, Runtime, RuntimeSettings, digest};
@@ -206,7 +206,11 @@ fn resolve(config: &Config, target: &str, manifest: Option<PathBuf>) -> anyhow::
     )
 }
 
-async fn info(config: &Config, target: &str, manifest: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+async fn info(
+    config: &Config,
+    target: &str,
+    manifest: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let target = resolve(config, target, manifest)?;
     let runtime = runtime(config)?;
     let component = runtime
@@ -264,7 +268,10 @@ async fn info(config: &Config, target: &str, manifest: Option<PathBuf>) -> anyho
                 println!("  {line}");
             }
             if !m.sha256.eq_ignore_ascii_case(&component.digest) {
-                println!("  warning: the manifest pins sha256 {}, which is not this component's", m.sha256);
+                println!(
+                    "  warning: the manifest pins sha256 {}, which is not this component's",
+                    m.sha256
+                );
             }
         }
         None => println!("manifest:      none"),
@@ -277,9 +284,15 @@ async fn check(
     config: &Config,
     file: &Path,
     manifest_path: &Path,
-) -> anyhow::Result<(Manifest, Vec<u8>, Arc<LoadedComponent>, crate::runtime::Grants)> {
+) -> anyhow::Result<(
+    Manifest,
+    Vec<u8>,
+    Arc<LoadedComponent>,
+    crate::runtime::Grants,
+)> {
     let manifest = Manifest::read(manifest_path)?;
-    let bytes = std::fs::read(file).with_context(|| format!("failed to read {}", file.display()))?;
+    let bytes =
+        std::fs::read(file).with_context(|| format!("failed to read {}", file.display()))?;
     let runtime = runtime(config)?;
     let actual = digest(&bytes);
     let (component, grants) =
@@ -377,12 +390,11 @@ fn remove(config: &Config, name: &str) -> anyhow::Result<ExitCode> {
             root.display()
         );
     }
-    let gone = root.join(format!(
-        ".removed-{name}-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::rename(&dest, &gone).with_context(|| format!("failed to remove {}", dest.display()))?;
-    std::fs::remove_dir_all(&gone).with_context(|| format!("failed to delete {}", gone.display()))?;
+    let gone = root.join(format!(".removed-{name}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::rename(&dest, &gone)
+        .with_context(|| format!("failed to remove {}", dest.display()))?;
+    std::fs::remove_dir_all(&gone)
+        .with_context(|| format!("failed to delete {}", gone.display()))?;
     println!(
         "removed {name}; running workers stop serving it within a few seconds, and its queued tasks wait for a worker that has it"
     );
@@ -418,7 +430,10 @@ fn new(name: &str, path: &Path, sdk: Option<PathBuf>) -> anyhow::Result<ExitCode
     };
     let dir = path.join(name);
     if dir.exists() {
-        anyhow::bail!("{} already exists; choose another name or --path", dir.display());
+        anyhow::bail!(
+            "{} already exists; choose another name or --path",
+            dir.display()
+        );
     }
     std::fs::create_dir_all(dir.join("src"))
         .with_context(|| format!("failed to create {}", dir.display()))?;
@@ -549,9 +564,10 @@ mod tests {
         new("greeter", tmp.path(), default_sdk()).unwrap();
         let cargo = std::fs::read_to_string(tmp.path().join("greeter/Cargo.toml")).unwrap();
         assert!(cargo.contains("taskbox-sdk = { path = "), "{cargo}");
-        let manifest: Manifest =
-            toml::from_str(&std::fs::read_to_string(tmp.path().join("greeter/plugin.toml")).unwrap())
-                .unwrap();
+        let manifest: Manifest = toml::from_str(
+            &std::fs::read_to_string(tmp.path().join("greeter/plugin.toml")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(manifest.tasks[0].name, "greeter.hello");
         assert!(new("greeter", tmp.path(), default_sdk()).is_err());
     }

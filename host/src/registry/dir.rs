@@ -82,26 +82,31 @@ pub fn unchanged(plugin: &Plugin, found: &Found) -> bool {
 pub async fn load(runtime: &Runtime, config: &Config, found: &Found) -> anyhow::Result<Plugin> {
     let manifest = found.manifest.clone().map_err(anyhow::Error::msg)?;
     let (bytes, actual) = found.component.clone().map_err(anyhow::Error::msg)?;
-    verify(runtime, config, &manifest, &bytes, &actual, Some(&found.name))
-        .await
-        .map(|(component, grants)| Plugin {
-            name: manifest.name.clone(),
-            version: Some(manifest.version.clone()),
-            component,
-            grants: Arc::new(grants),
-            limits: Limits::default()
-                .with(&config.limits)
-                .with(
-                    &config
-                        .plugins
-                        .get(&manifest.name)
-                        .map(|p| p.limits.clone())
-                        .unwrap_or_default(),
-                ),
-            origin: Origin::Dir(found.dir.clone()),
-            manifest: Some(manifest),
-        })
-        .with_context(|| format!("plugin '{}' in {}", found.name, found.dir.display()))
+    verify(
+        runtime,
+        config,
+        &manifest,
+        &bytes,
+        &actual,
+        Some(&found.name),
+    )
+    .await
+    .map(|(component, grants)| Plugin {
+        name: manifest.name.clone(),
+        version: Some(manifest.version.clone()),
+        component,
+        grants: Arc::new(grants),
+        limits: Limits::default().with(&config.limits).with(
+            &config
+                .plugins
+                .get(&manifest.name)
+                .map(|p| p.limits.clone())
+                .unwrap_or_default(),
+        ),
+        origin: Origin::Dir(found.dir.clone()),
+        manifest: Some(manifest),
+    })
+    .with_context(|| format!("plugin '{}' in {}", found.name, found.dir.display()))
 }
 
 /// Every load-time check of a manifest and its component bytes: the name matches the

@@ -367,8 +367,7 @@ env = ["API_BASE"]
     fn unknown_keys_are_named() {
         let err = toml::from_str::<Manifest>(&format!("{MANIFEST}\nfoo = 1\n")).unwrap_err();
         assert!(err.to_string().contains("foo"), "{err}");
-        let err =
-            toml::from_str::<Manifest>(&MANIFEST.replace("env =", "envs =")).unwrap_err();
+        let err = toml::from_str::<Manifest>(&MANIFEST.replace("env =", "envs =")).unwrap_err();
         assert!(err.to_string().contains("envs"), "{err}");
     }
 
@@ -414,11 +413,17 @@ env = ["API_BASE=https://x", "SECRET=s"]
             .effective_grants(Some(&g), &|_| None)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("/data") && err.contains("did not grant"), "{err}");
+        assert!(
+            err.contains("/data") && err.contains("did not grant"),
+            "{err}"
+        );
         let mut m = manifest();
         m.capabilities.dirs[0].access = "rw".into();
         let g = grant(r#"dirs = ["/srv/data:/data:ro"]"#);
-        let err = m.effective_grants(Some(&g), &|_| None).unwrap_err().to_string();
+        let err = m
+            .effective_grants(Some(&g), &|_| None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("read-only"), "{err}");
     }
 
@@ -430,7 +435,10 @@ env = ["API_BASE=https://x", "SECRET=s"]
             .check_tasks(&["keywords.other".into()])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("keywords.extract") && err.contains("keywords.other"), "{err}");
+        assert!(
+            err.contains("keywords.extract") && err.contains("keywords.other"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -385,7 +385,8 @@ impl RegistryHandle {
             }
         }
         for plugin in old.plugins() {
-            if matches!(plugin.origin, Origin::Dir(_)) && !found.iter().any(|f| f.name == plugin.name)
+            if matches!(plugin.origin, Origin::Dir(_))
+                && !found.iter().any(|f| f.name == plugin.name)
             {
                 changes += 1;
                 tracing::info!(plugin = %plugin.name, "plugin removed; its queued tasks wait for a worker that serves them");
@@ -470,7 +471,9 @@ pub fn grants_of(plugin: &PluginConfig) -> anyhow::Result<Grants> {
     let mut capabilities = Vec::new();
     for cap in &plugin.capabilities {
         capabilities.push(Capability::from_interface(cap).with_context(|| {
-            format!("unknown capability '{cap}' (known: log, progress, kv, mail, queue, housekeeping)")
+            format!(
+                "unknown capability '{cap}' (known: log, progress, kv, mail, queue, housekeeping)"
+            )
         })?);
     }
     let dirs = plugin

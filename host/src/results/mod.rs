@@ -285,7 +285,9 @@ impl ResultStore {
         dry_run: bool,
     ) -> redis::RedisResult<Sweep> {
         let cutoff = jiff::Timestamp::now()
-            .checked_sub(jiff::SignedDuration::try_from(older_than).unwrap_or(jiff::SignedDuration::MAX))
+            .checked_sub(
+                jiff::SignedDuration::try_from(older_than).unwrap_or(jiff::SignedDuration::MAX),
+            )
             .unwrap_or(jiff::Timestamp::MIN);
         let mut conn = self.conn.clone();
         let mut cursor: u64 = 0;
@@ -305,7 +307,11 @@ impl ResultStore {
                     let done = meta
                         .as_deref()
                         .and_then(|m| serde_json::from_str::<Value>(m).ok())
-                        .and_then(|m| m.get("date_done").and_then(Value::as_str).and_then(crate::broker::message::parse_timestamp));
+                        .and_then(|m| {
+                            m.get("date_done")
+                                .and_then(Value::as_str)
+                                .and_then(crate::broker::message::parse_timestamp)
+                        });
                     if done.is_some_and(|d| d < cutoff) && old.len() < limit as usize {
                         old.push(key);
                     }

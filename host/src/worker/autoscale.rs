@@ -78,7 +78,10 @@ impl Scaler {
         let target = current - take;
         self.current.store(target, Ordering::Relaxed);
         self.min.fetch_min(target, Ordering::Relaxed);
-        self.max.fetch_min(target.max(self.min.load(Ordering::Relaxed)), Ordering::Relaxed);
+        self.max.fetch_min(
+            target.max(self.min.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
         let slots = self.slots.clone();
         tokio::spawn(async move {
             if let Ok(permits) = slots.acquire_many_owned(take).await {
@@ -155,7 +158,10 @@ mod tests {
         let scaler = Scaler::new(slots.clone(), 2, 2, 4);
         assert_eq!(scaler.grow(5), 4, "capped at the pool ceiling");
         assert_eq!(slots.available_permits(), 4);
-        assert!(!scaler.is_dynamic(), "a fixed pool stays fixed at its new size");
+        assert!(
+            !scaler.is_dynamic(),
+            "a fixed pool stays fixed at its new size"
+        );
         assert_eq!(scaler.shrink(10), 1, "never below one slot");
         tokio::task::yield_now().await;
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;

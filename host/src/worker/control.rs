@@ -226,7 +226,12 @@ fn addressed_to_us(shared: &Shared, request: &Request) -> bool {
             .any(|d| d == &shared.name || d == shared.broker.worker_id())
 }
 
-async fn handle(shared: &Shared, scaler: &Scaler, queues: &[String], req: &Request) -> (bool, Value) {
+async fn handle(
+    shared: &Shared,
+    scaler: &Scaler,
+    queues: &[String],
+    req: &Request,
+) -> (bool, Value) {
     match req.command.as_str() {
         "ping" => (true, json!("pong")),
         "active" => (true, active(shared)),

@@ -316,7 +316,9 @@ async fn run_message(
             .await;
         }
         Err(SandboxError::Terminated { reason }) if reason == control::REASON_REVOKED => {
-            tracing::warn!("task terminated by `taskbox control revoke --terminate`; storing REVOKED");
+            tracing::warn!(
+                "task terminated by `taskbox control revoke --terminate`; storing REVOKED"
+            );
             shared
                 .metrics
                 .record_task(&meta.name, &meta.queue, TaskState::Revoked, Some(&info));

@@ -5,8 +5,8 @@
 //! the in-flight table; each task's own state lives in its `Store`.
 
 pub mod autoscale;
-pub mod control;
 pub mod backends;
+pub mod control;
 pub mod executor;
 pub mod monitor;
 pub mod retry;
@@ -282,7 +282,12 @@ impl Worker {
             shutdown.token(),
         );
         let slots = Arc::new(Semaphore::new(min_slots as usize));
-        let scaler = Arc::new(autoscale::Scaler::new(slots.clone(), min_slots, max_slots, max_slots.saturating_mul(2)));
+        let scaler = Arc::new(autoscale::Scaler::new(
+            slots.clone(),
+            min_slots,
+            max_slots,
+            max_slots.saturating_mul(2),
+        ));
         tracing::info!(
             worker = %worker_id,
             broker = %broker.url(),

@@ -33,7 +33,10 @@ pub struct Settings {
 impl Settings {
     /// The configured settings with the task's kwargs (`queues`, `threshold`, `emails`) applied;
     /// a kwarg of the wrong type is an error naming it.
-    pub fn resolve(config: &crate::config::Config, kwargs: &Map<String, Value>) -> Result<Settings, String> {
+    pub fn resolve(
+        config: &crate::config::Config,
+        kwargs: &Map<String, Value>,
+    ) -> Result<Settings, String> {
         let m = &config.monitor;
         let mut s = Settings {
             queues: m.queues.clone(),
@@ -49,7 +52,9 @@ impl Settings {
                     s.emails = strings(value).ok_or("emails must be a list of addresses")?;
                 }
                 "threshold" => {
-                    s.threshold = value.as_u64().ok_or("threshold must be a non-negative integer")?;
+                    s.threshold = value
+                        .as_u64()
+                        .ok_or("threshold must be a non-negative integer")?;
                 }
                 other => {
                     return Err(format!(
@@ -74,7 +79,10 @@ fn strings(value: &Value) -> Option<Vec<String>> {
                 .map(str::to_string)
                 .collect(),
         ),
-        Value::Array(items) => items.iter().map(|v| v.as_str().map(str::to_string)).collect(),
+        Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect(),
         _ => None,
     }
 }
@@ -97,15 +105,26 @@ pub async fn run(shared: &Shared, settings: &Settings) -> anyhow::Result<Value> 
                 .await?
                 .is_some();
             if opened {
-                tracing::warn!(queue, depth, threshold = settings.threshold, "queue over its threshold; alerting");
+                tracing::warn!(
+                    queue,
+                    depth,
+                    threshold = settings.threshold,
+                    "queue over its threshold; alerting"
+                );
                 let ids = send_mail(shared, "queue_monitor_alert", settings, queue, depth).await?;
                 event = json!({"alert": ids});
             }
         } else {
             let closed: u64 = redis::AsyncCommands::del(&mut conn, &key).await?;
             if closed > 0 {
-                tracing::info!(queue, depth, threshold = settings.threshold, "queue back under its threshold; sending recovery notice");
-                let ids = send_mail(shared, "queue_monitor_recovery", settings, queue, depth).await?;
+                tracing::info!(
+                    queue,
+                    depth,
+                    threshold = settings.threshold,
+                    "queue back under its threshold; sending recovery notice"
+                );
+                let ids =
+                    send_mail(shared, "queue_monitor_recovery", settings, queue, depth).await?;
                 event = json!({"recovery": ids});
             }
         }
@@ -129,7 +148,10 @@ async fn send_mail(
     depth: u64,
 ) -> anyhow::Result<Vec<String>> {
     if settings.emails.is_empty() {
-        tracing::warn!(queue, "no QUEUE_MONITOR_ALERT_EMAILS configured; nobody is told");
+        tracing::warn!(
+            queue,
+            "no QUEUE_MONITOR_ALERT_EMAILS configured; nobody is told"
+        );
         return Ok(Vec::new());
     }
     let mut kwargs = Map::new();

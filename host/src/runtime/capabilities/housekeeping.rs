@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::runtime::bindings::housekeeping::{
-    Host, HousekeepingError, RecordKind, SweepOutcome,
-};
+use crate::runtime::bindings::housekeeping::{Host, HousekeepingError, RecordKind, SweepOutcome};
 use crate::runtime::state::HostState;
 
 use super::Capability;
@@ -65,7 +63,9 @@ impl HousekeepingBackend for NoRecords {
         _limit: u32,
         _dry_run: bool,
     ) -> anyhow::Result<Swept> {
-        anyhow::bail!("there are no stored results or dead letters here: this runs without a broker")
+        anyhow::bail!(
+            "there are no stored results or dead letters here: this runs without a broker"
+        )
     }
 }
 
@@ -89,7 +89,10 @@ impl HostState {
     }
 }
 
-fn check_keys<'a>(keys: impl Iterator<Item = &'a String>, count: usize) -> Result<(), HousekeepingError> {
+fn check_keys<'a>(
+    keys: impl Iterator<Item = &'a String>,
+    count: usize,
+) -> Result<(), HousekeepingError> {
     if count > MAX_BATCH {
         return Err(HousekeepingError::Denied(format!(
             "{count} keys in one call; the limit is {MAX_BATCH}"
@@ -130,7 +133,12 @@ impl Host for HostState {
         let outcome = self
             .backends
             .housekeeping
-            .sweep(records, Duration::from_secs(older_than_secs), limit, dry_run)
+            .sweep(
+                records,
+                Duration::from_secs(older_than_secs),
+                limit,
+                dry_run,
+            )
             .await;
         if let Ok(swept) = &outcome {
             tracing::info!(parent: &self.span, ?records, older_than_secs, dry_run, matched = swept.matched, deleted = swept.deleted, "housekeeping sweep");

@@ -205,9 +205,7 @@ pub fn check_mailbox<'a>(field: &str, mailbox: &'a str) -> Result<&'a str, Strin
         (Some(open), Some(inner)) => {
             let name = trimmed[..open].trim().trim_matches('"');
             if name.contains(['<', '>', '"']) {
-                return Err(format!(
-                    "{field} '{mailbox}' has a malformed display name"
-                ));
+                return Err(format!("{field} '{mailbox}' has a malformed display name"));
             }
             let addr = &inner[open + 1..];
             check_address(field, addr)?;
@@ -318,7 +316,10 @@ mod tests {
         .unwrap();
         assert!(ok.message_id.ends_with("@dify.ai>"), "{}", ok.message_id);
         assert!(ok.to_rfc5322().is_ok());
-        assert_eq!(check_mailbox("from", "\"Ops\" <ops@x.io>").unwrap(), "ops@x.io");
+        assert_eq!(
+            check_mailbox("from", "\"Ops\" <ops@x.io>").unwrap(),
+            "ops@x.io"
+        );
         assert!(check_mailbox("from", "A <b> <c@x.io>").is_err());
         assert!(check_mailbox("from", "A\r\nBcc: e@x.io <c@x.io>").is_err());
     }
