@@ -3,6 +3,14 @@
 //! every live worker that stayed silent. `inspect queues` and `inspect scheduled` are read from
 //! Redis directly: queues and the delayed set are shared by the fleet, not held by a worker.
 
+/// `println!` that ignores a closed stdout (`taskbox ... | head`) instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -152,22 +160,22 @@ fn render(
             "replies": replies.values().map(|r| json!({"worker": r.worker, "name": r.name, "ok": r.ok, "reply": r.reply})).collect::<Vec<_>>(),
             "no_reply": silent,
         });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
         if replies.is_empty() && silent.is_empty() {
-            println!("no live workers");
+            out!("no live workers");
         }
         for r in replies.values() {
             let status = if r.ok { "OK" } else { "ERROR" };
-            println!("-> {} ({}): {status}", r.name, r.worker);
+            out!("-> {} ({}): {status}", r.name, r.worker);
             match &r.reply {
-                Value::String(s) => println!("    {s}"),
-                Value::Array(items) if items.is_empty() => println!("    - empty -"),
+                Value::String(s) => out!("    {s}"),
+                Value::Array(items) if items.is_empty() => out!("    - empty -"),
                 Value::Array(items) => {
                     for item in items {
                         match item {
-                            Value::String(s) => println!("    * {s}"),
-                            other => println!("    * {other}"),
+                            Value::String(s) => out!("    * {s}"),
+                            other => out!("    * {other}"),
                         }
                     }
                 }
@@ -176,15 +184,13 @@ fn render(
                         .unwrap_or_default()
                         .lines()
                     {
-                        println!("    {line}");
+                        out!("    {line}");
                     }
                 }
             }
         }
         for id in &silent {
-            println!(
-                "-> {id}: NO REPLY within the timeout (alive by heartbeat, but did not answer)"
-            );
+            out!("-> {id}: NO REPLY within the timeout (alive by heartbeat, but did not answer)");
         }
     }
     if silent.is_empty() && replies.values().all(|r| r.ok) {
@@ -315,19 +321,22 @@ async fn queues(
         }));
     }
     if as_json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&json!({"queues": rows, "dead_letters": dead}))?
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    out!(
         "{:<32} {:>7} {:>8} {:>8}  BY PRIORITY (0/3/6/9)",
-        "QUEUE", "DEPTH", "UNACKED", "DELAYED"
+        "QUEUE",
+        "DEPTH",
+        "UNACKED",
+        "DELAYED"
     );
     for r in &rows {
         let bp = &r["by_priority"];
-        println!(
+        out!(
             "{:<32} {:>7} {:>8} {:>8}  {}/{}/{}/{}",
             r["queue"].as_str().unwrap_or("?"),
             r["depth"],
@@ -339,7 +348,7 @@ async fn queues(
             bp["9"]
         );
     }
-    println!("dead letters ({}): {dead}", config.worker.dead_letter_key);
+    out!("dead letters ({}): {dead}", config.worker.dead_letter_key);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -365,12 +374,12 @@ async fn scheduled(
         })
         .collect();
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        out!("{}", serde_json::to_string_pretty(&rows)?);
     } else if rows.is_empty() {
-        println!("no scheduled tasks");
+        out!("no scheduled tasks");
     } else {
         for r in &rows {
-            println!(
+            out!(
                 "{}  {}  {}  on {}",
                 r["eta"].as_str().unwrap_or("?"),
                 r["id"].as_str().unwrap_or("?"),

@@ -2,6 +2,14 @@
 //! Installing and removing work by renaming whole directories inside the plugin directory, so
 //! a running worker's watcher never sees a half-written plugin.
 
+/// `println!` that ignores a closed stdout (`taskbox ... | head`) instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -56,19 +64,19 @@ async fn list(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
             "local": local.status(),
             "workers": workers.as_ref().map_err(|e| format!("{e:#}")),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        out!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
     match &config.worker.plugins_dir {
-        Some(dir) => println!("checked here (plugin directory {}):", dir.display()),
-        None => println!("checked here (no plugin directory configured):"),
+        Some(dir) => out!("checked here (plugin directory {}):", dir.display()),
+        None => out!("checked here (no plugin directory configured):"),
     }
     print_table(&serde_json::to_value(local.status())?);
     match workers {
-        Ok(workers) if workers.is_empty() => println!("\nno live worker has published its plugins"),
+        Ok(workers) if workers.is_empty() => out!("\nno live worker has published its plugins"),
         Ok(workers) => {
             for w in workers {
-                println!(
+                out!(
                     "\nworker {} ({}), as of {}:",
                     w["name"].as_str().unwrap_or("?"),
                     w["worker"].as_str().unwrap_or("?"),
@@ -77,15 +85,19 @@ async fn list(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
                 print_table(&w["plugins"]);
             }
         }
-        Err(err) => println!("\nworkers: not shown ({err:#})"),
+        Err(err) => out!("\nworkers: not shown ({err:#})"),
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn print_table(rows: &Value) {
-    println!(
+    out!(
         "  {:<14} {:<9} {:<14} {:<8} {:<32} CAPABILITIES",
-        "NAME", "VERSION", "DIGEST", "STATE", "TASKS"
+        "NAME",
+        "VERSION",
+        "DIGEST",
+        "STATE",
+        "TASKS"
     );
     for row in rows.as_array().into_iter().flatten() {
         let text = |k: &str| row[k].as_str().unwrap_or("-").to_string();
@@ -104,7 +116,7 @@ fn print_table(rows: &Value) {
             .as_str()
             .map(|d| d.chars().take(12).collect())
             .unwrap_or_else(|| "-".to_string());
-        println!(
+        out!(
             "  {:<14} {:<9} {:<14} {:<8} {:<32} {}",
             text("name"),
             text("version"),
@@ -114,7 +126,7 @@ fn print_table(rows: &Value) {
             list("capabilities")
         );
         if let Some(err) = row["error"].as_str() {
-            println!("    error: {err}");
+            out!("    error: {err}");
         }
     }
 }
@@ -217,16 +229,16 @@ async fn info(
         .load(&target.bytes)
         .await
         .map_err(|e| anyhow::anyhow!("{}: {e}", e.kind()))?;
-    println!("source:        {}", target.source);
-    println!("size:          {} bytes", target.bytes.len());
-    println!("sha256:        {}", component.digest);
-    println!(
+    out!("source:        {}", target.source);
+    out!("size:          {} bytes", target.bytes.len());
+    out!("sha256:        {}", component.digest);
+    out!(
         "wit:           taskbox:task@{} (this host: {})",
         component.wit_version,
         crate::runtime::WIT_VERSION
     );
-    println!("tasks:         {}", component.tasks.join(", "));
-    println!(
+    out!("tasks:         {}", component.tasks.join(", "));
+    out!(
         "capabilities:  {}",
         component
             .capabilities
@@ -235,15 +247,15 @@ async fn info(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("imports:");
+    out!("imports:");
     for i in &component.imports {
-        println!("  {i}");
+        out!("  {i}");
     }
-    println!("exports:");
+    out!("exports:");
     for e in &component.exports {
-        println!("  {e}");
+        out!("  {e}");
     }
-    println!("limits (as this configuration would run each task):");
+    out!("limits (as this configuration would run each task):");
     for task in &component.tasks {
         let manifest_limits = target
             .manifest
@@ -253,7 +265,7 @@ async fn info(
             .unwrap_or_default();
         let plugin = target.manifest.as_ref().map(|m| m.name.as_str());
         let l = config.limits_for(&manifest_limits, plugin, task);
-        println!(
+        out!(
             "  {task}: fuel {}, memory {} bytes, timeout {}, max output {} bytes",
             l.fuel.map_or("off".to_string(), |f| f.to_string()),
             l.memory,
@@ -263,18 +275,18 @@ async fn info(
     }
     match &target.manifest {
         Some(m) => {
-            println!("manifest:");
+            out!("manifest:");
             for line in toml::to_string_pretty(m)?.lines() {
-                println!("  {line}");
+                out!("  {line}");
             }
             if !m.sha256.eq_ignore_ascii_case(&component.digest) {
-                println!(
+                out!(
                     "  warning: the manifest pins sha256 {}, which is not this component's",
                     m.sha256
                 );
             }
         }
-        None => println!("manifest:      none"),
+        None => out!("manifest:      none"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -303,14 +315,14 @@ async fn check(
 async fn verify(config: &Config, file: &Path, manifest: &Path) -> anyhow::Result<ExitCode> {
     match check(config, file, manifest).await {
         Ok((m, _, component, grants)) => {
-            println!(
+            out!(
                 "ok: {} {} (sha256 {}) serves {}",
                 m.name,
                 m.version,
                 component.digest,
                 component.tasks.join(", ")
             );
-            println!(
+            out!(
                 "granted here: {}",
                 grants
                     .capabilities
@@ -370,7 +382,7 @@ async fn add(config: &Config, file: &Path, manifest_path: &Path) -> anyhow::Resu
         std::fs::rename(&staging, &dest)
             .with_context(|| format!("failed to install into {}", dest.display()))?;
     }
-    println!(
+    out!(
         "{} {} {} (sha256 {}) in {}; running workers load it within a few seconds",
         if replaced { "replaced" } else { "installed" },
         manifest.name,
@@ -395,7 +407,7 @@ fn remove(config: &Config, name: &str) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("failed to remove {}", dest.display()))?;
     std::fs::remove_dir_all(&gone)
         .with_context(|| format!("failed to delete {}", gone.display()))?;
-    println!(
+    out!(
         "removed {name}; running workers stop serving it within a few seconds, and its queued tasks wait for a worker that has it"
     );
     Ok(ExitCode::SUCCESS)
@@ -448,14 +460,14 @@ fn new(name: &str, path: &Path, sdk: Option<PathBuf>) -> anyhow::Result<ExitCode
         std::fs::write(dir.join(file), text)
             .with_context(|| format!("failed to write {}", dir.join(file).display()))?;
     }
-    println!("created {}", dir.display());
-    println!("next:");
-    println!("  cd {} && cargo test", dir.display());
-    println!("  cargo build --target wasm32-wasip2 --release");
-    println!(
-        "  taskbox exec target/wasm32-wasip2/release/{crate_name}.wasm {name}.hello --args '[\"world\"]'"
+    out!("created {}", dir.display());
+    out!("next:");
+    out!("  cd {} && cargo test", dir.display());
+    out!("  cargo build --target wasm32-wasip2 --release");
+    out!(
+        "  taskbox exec target/wasm32-wasip2/release/{crate_name}.wasm --task {name}.hello --args '[\"world\"]'"
     );
-    println!(
+    out!(
         "  put the sha256 of the .wasm (taskbox plugin info FILE) into plugin.toml, then: taskbox plugin add target/wasm32-wasip2/release/{crate_name}.wasm --manifest plugin.toml"
     );
     Ok(ExitCode::SUCCESS)

@@ -24,7 +24,17 @@ pub fn spawn(root: PathBuf, poll: Duration, cancel: CancellationToken) -> mpsc::
     let watcher = {
         let event_tx = event_tx.clone();
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if res.is_ok() {
+            // Only changes count: the reload's own reads (open/access events) must not
+            // trigger the next reload.
+            if let Ok(event) = res
+                && (event.kind.is_create() || event.kind.is_modify() || event.kind.is_remove())
+                && !matches!(
+                    event.kind,
+                    notify::EventKind::Modify(notify::event::ModifyKind::Metadata(
+                        notify::event::MetadataKind::AccessTime
+                    ))
+                )
+            {
                 let _ = event_tx.send(());
             }
         })
