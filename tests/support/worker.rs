@@ -11,7 +11,8 @@ use crate::guests::guest_path;
 use crate::redis::RedisServer;
 
 /// A `taskbox.toml` for tests: the hostile and noop guests as plugins with every capability,
-/// a shared compiled-component cache, fast heartbeats and `extra` appended verbatim.
+/// a shared compiled-component cache, fast heartbeats, unknown tasks dead-lettered at once,
+/// and `extra` appended verbatim.
 pub fn test_config(dir: &Path, extra: &str) -> PathBuf {
     let cache = crate::target_dir().join("test-component-cache");
     let toml = format!(
@@ -22,6 +23,8 @@ dead_after = "2s"
 delayed_poll = "20ms"
 shutdown_grace = "10s"
 cache_dir = "{cache}"
+# No other worker will ever serve an unknown task here: dead-letter it at once.
+unregistered_timeout = "0s"
 
 [plugins.hostile]
 path = "{hostile}"
