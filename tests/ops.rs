@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use taskbox::broker::message::{self, NewTask};
 use taskbox_tests::redis::{RedisServer, free_port};
 use taskbox_tests::smtp::SmtpServer;
-use taskbox_tests::tasks::{meta, send, wait_final, wait_success};
+use taskbox_tests::tasks::{meta, send, wait_final, wait_success, wait_until};
 use taskbox_tests::worker::{WorkerProcess, test_config};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -54,14 +54,6 @@ fn replies_by_name(v: &Value) -> Vec<(String, Value)> {
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
-}
-
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -4,13 +4,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::Commands as _;
 use serde_json::{Value, json};
 use taskbox_tests::guests::guest_path;
 use taskbox_tests::redis::RedisServer;
-use taskbox_tests::tasks::{meta, send, wait_final, wait_success};
+use taskbox_tests::tasks::{meta, send, wait_final, wait_success, wait_until};
 use taskbox_tests::worker::WorkerProcess;
 
 const LONG: Duration = Duration::from_secs(30);
@@ -134,14 +134,6 @@ fn worker_status(config: &Path, redis: &RedisServer, name: &str) -> Value {
 
 fn m_path(dir: &Path) -> PathBuf {
     dir.join("m.toml")
-}
-
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

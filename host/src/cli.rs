@@ -80,9 +80,9 @@ pub enum Command {
     Control(ControlArgs),
 }
 
-/// Flags shared by `inspect` and `control`.
-#[derive(Debug, clap::Args)]
-pub struct InspectArgs {
+/// Flags shared by `inspect` and `control`: which workers, how long to wait, output form.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FleetArgs {
     #[command(flatten)]
     pub common: ConfigArgs,
     /// Only these workers (name like taskbox@host, or worker id). Repeatable.
@@ -94,6 +94,13 @@ pub struct InspectArgs {
     /// Print JSON.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// `taskbox inspect` flags.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     /// What to ask.
     #[command(subcommand)]
     pub command: InspectCommand,
@@ -122,16 +129,7 @@ pub enum InspectCommand {
 #[derive(Debug, clap::Args)]
 pub struct ControlArgs {
     #[command(flatten)]
-    pub common: ConfigArgs,
-    /// Only these workers (name like taskbox@host, or worker id). Repeatable.
-    #[arg(short = 'd', long = "destination", global = true)]
-    pub destination: Vec<String>,
-    /// How long to wait for replies.
-    #[arg(long, default_value = "2s", value_parser = parse_duration, global = true)]
-    pub timeout: Duration,
-    /// Print JSON.
-    #[arg(long, global = true)]
-    pub json: bool,
+    pub fleet: FleetArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: ControlCommand,
@@ -611,8 +609,8 @@ impl Command {
             Command::Purge(a) => Some(&a.common),
             Command::Beat(a) => Some(&a.common),
             Command::Plugin(a) => Some(&a.common),
-            Command::Inspect(a) => Some(&a.common),
-            Command::Control(a) => Some(&a.common),
+            Command::Inspect(a) => Some(&a.fleet.common),
+            Command::Control(a) => Some(&a.fleet.common),
         }
     }
 }

@@ -202,11 +202,11 @@ fn render(
 
 /// `taskbox inspect ...`.
 pub async fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
-    let config = args.common.config()?;
+    let config = args.fleet.common.config()?;
     let (client, mut conn) = connect(&config).await?;
     let command = match args.command {
-        InspectCommand::Queues => return queues(&config, &mut conn, args.json).await,
-        InspectCommand::Scheduled => return scheduled(&mut conn, args.json).await,
+        InspectCommand::Queues => return queues(&config, &mut conn, args.fleet.json).await,
+        InspectCommand::Scheduled => return scheduled(&mut conn, args.fleet.json).await,
         InspectCommand::Ping => "ping",
         InspectCommand::Active => "active",
         InspectCommand::Reserved => "reserved",
@@ -219,16 +219,16 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         &config,
         command,
         Value::Null,
-        &args.destination,
-        args.timeout,
+        &args.fleet.destination,
+        args.fleet.timeout,
     )
     .await?;
-    Ok(render(command, &replies, &expected, args.json))
+    Ok(render(command, &replies, &expected, args.fleet.json))
 }
 
 /// `taskbox control ...`.
 pub async fn control(args: ControlArgs) -> anyhow::Result<ExitCode> {
-    let config = args.common.config()?;
+    let config = args.fleet.common.config()?;
     let (client, mut conn) = connect(&config).await?;
     let (command, payload) = match &args.command {
         ControlCommand::Shutdown => ("shutdown", Value::Null),
@@ -258,11 +258,11 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<ExitCode> {
         &config,
         command,
         payload,
-        &args.destination,
-        args.timeout,
+        &args.fleet.destination,
+        args.fleet.timeout,
     )
     .await?;
-    Ok(render(command, &replies, &expected, args.json))
+    Ok(render(command, &replies, &expected, args.fleet.json))
 }
 
 async fn queues(

@@ -59,3 +59,12 @@ pub fn wait_success(redis: &RedisServer, id: &str, timeout: Duration) -> Value {
     );
     meta["result"].clone()
 }
+
+/// Polls `ok` every 100 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

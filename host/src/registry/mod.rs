@@ -207,21 +207,9 @@ impl Registry {
     /// Adds a plugin, refusing a task name that another plugin already serves.
     pub fn add(&mut self, plugin: Plugin) -> anyhow::Result<()> {
         let plugin = Arc::new(plugin);
-        for task in &plugin.component.tasks {
-            if let Some(other) = self.by_task.get(task) {
-                anyhow::bail!(
-                    "task '{task}' is served by both plugin '{}' and plugin '{}'; remove one of them",
-                    other.name,
-                    plugin.name
-                );
-            }
-        }
-        for task in &plugin.component.tasks {
-            self.by_task.insert(task.clone(), plugin.clone());
-        }
+        self.add_existing(plugin.clone())?;
         tracing::info!(plugin = %plugin.name, version = ?plugin.version, digest = %plugin.component.digest, tasks = ?plugin.component.tasks, "plugin loaded");
         self.failures.remove(&plugin.name);
-        self.plugins.push(plugin);
         Ok(())
     }
 
@@ -398,16 +386,20 @@ impl RegistryHandle {
 }
 
 impl Registry {
-    /// Carries an already loaded plugin over into a new snapshot.
+    /// Carries an already loaded plugin into this snapshot, refusing a task name that another
+    /// plugin already serves.
     fn add_existing(&mut self, plugin: Arc<Plugin>) -> anyhow::Result<()> {
-        for task in &plugin.component.tasks {
-            if let Some(other) = self.by_task.get(task) {
-                anyhow::bail!(
-                    "task '{task}' is served by both plugin '{}' and plugin '{}'; remove one of them",
-                    other.name,
-                    plugin.name
-                );
-            }
+        if let Some((task, other)) = plugin
+            .component
+            .tasks
+            .iter()
+            .find_map(|t| self.by_task.get(t).map(|o| (t, o)))
+        {
+            anyhow::bail!(
+                "task '{task}' is served by both plugin '{}' and plugin '{}'; remove one of them",
+                other.name,
+                plugin.name
+            );
         }
         for task in &plugin.component.tasks {
             self.by_task.insert(task.clone(), plugin.clone());
