@@ -280,3 +280,41 @@ alert_emails = ["ops@example.com"]
     );
     assert!(meta(&redis, "nonexistent").is_none());
 }
+
+#[test]
+fn celerys_own_ping_and_revoke_reach_a_taskbox_worker() {
+    let redis = RedisServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = test_config(
+        tmp.path(),
+        "[tasks.\"hostile.run\"]\nlimits = { fuel = 0, timeout = \"60s\" }\n",
+    );
+    let _worker = WorkerProcess::start(&redis, &cfg, &["-n", "tb@test", "-Q", "celery"]);
+    let spin = send(&redis, "hostile.run", json!(["spin"]), json!({}), "celery");
+    wait_until("the spin to start", LONG, || {
+        redis.conn().hlen::<_, u64>("unacked").unwrap_or(0) > 0
+    });
+    // A stock Celery client: `app.control.ping()` then `app.control.revoke(..., terminate=True)`.
+    let script = r#"
+import json, sys
+from celery import Celery
+app = Celery(broker=sys.argv[1])
+print(json.dumps(app.control.ping(timeout=3.0)))
+app.control.revoke(sys.argv[2], terminate=True)
+"#;
+    let out = Command::new(taskbox_tests::smtp::python())
+        .arg("-c")
+        .arg(script)
+        .arg(redis.url())
+        .arg(&spin)
+        .output()
+        .expect("run the Celery client");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pongs: Value = serde_json::from_slice(&out.stdout).expect("ping replies are JSON");
+    assert_eq!(pongs, json!([{"tb@test": {"ok": "pong"}}]));
+    assert_eq!(wait_final(&redis, &spin, LONG)["status"], "REVOKED");
+}

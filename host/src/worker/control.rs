@@ -79,7 +79,8 @@ impl Revoked {
             .contains(id)
     }
 
-    fn insert(&self, id: &str) {
+    /// Marks `id` revoked on this worker.
+    pub(crate) fn insert(&self, id: &str) {
         self.ids
             .lock()
             .unwrap_or_else(|p| p.into_inner())

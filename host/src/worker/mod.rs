@@ -9,6 +9,7 @@ pub mod backends;
 pub mod control;
 pub mod executor;
 pub mod monitor;
+pub mod pidbox;
 pub mod retry;
 mod smtp;
 
@@ -354,6 +355,11 @@ impl Worker {
             self.queues.clone(),
             self.control_client.clone(),
         ));
+        let celery_control = tokio::spawn(pidbox::listen(
+            self.shared.clone(),
+            self.control_client.clone(),
+            pidbox::db_of(&self.shared.config.broker_url()),
+        ));
         let mut tasks = tokio::task::JoinSet::new();
         let mut rotation = 0usize;
         let mut broker_down_since: Option<Instant> = None;
@@ -426,6 +432,8 @@ impl Worker {
         let _ = plugin_watch.await;
         control.abort();
         let _ = control.await;
+        celery_control.abort();
+        let _ = celery_control.await;
         self.drain(tasks, maintenance).await;
         if let Some(http) = http {
             http.abort();
