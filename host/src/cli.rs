@@ -37,8 +37,9 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "taskbox", version, about, long_about = None)]
 pub struct Cli {
-    /// Log filter, e.g. `info` or `taskbox=debug,warn` (default: LOG_LEVEL, else info).
-    #[arg(long, global = true)]
+    /// Log filter, e.g. `info` or `taskbox=debug,warn` (default: LOG_LEVEL, else info); `-l`
+    /// as Celery's `--loglevel`.
+    #[arg(short = 'l', long, global = true)]
     pub log_level: Option<String>,
     /// Log format (default: LOG_FORMAT, else text).
     #[arg(long, global = true, value_enum)]
@@ -759,5 +760,25 @@ impl ConfigArgs {
     /// The validated configuration for a command that needs no extra flags.
     pub fn config(&self) -> anyhow::Result<Config> {
         self.load(&[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn every_subcommand_parses_without_flag_conflicts() {
+        // Clap checks names, shorts and globals of every subcommand here, not at run time.
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["taskbox", "-l", "debug", "inspect", "ping", "-d", "w@h"])
+            .expect("parses");
+        assert_eq!(cli.log_level.as_deref(), Some("debug"));
+        match cli.command {
+            Command::Inspect(args) => assert_eq!(args.fleet.destination, ["w@h"]),
+            other => panic!("parsed as {other:?}"),
+        }
     }
 }
