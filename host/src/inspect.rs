@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use crate::broker::{self, message};
 use crate::cli::{ControlArgs, ControlCommand, InspectArgs, InspectCommand};
 use crate::config::Config;
-use crate::worker::control::{CONTROL_CHANNEL, REVOKE_KEEP, REVOKED, Reply, Request, info_key};
+use crate::worker::control::{CONTROL_CHANNEL, Reply, Request, info_key, remember_revoked};
 
 /// A live worker, as its heartbeat and published description show it.
 #[derive(Debug, Clone)]
@@ -237,16 +237,7 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<ExitCode> {
         ControlCommand::Revoke { id, terminate } => {
             // Remembered in Redis first, so workers that start later (or miss the broadcast
             // during a reconnect) still skip the task.
-            let now = broker::now_ms();
-            let mut pipe = redis::pipe();
-            pipe.zadd(REVOKED, id, now)
-                .ignore()
-                .cmd("ZREMRANGEBYSCORE")
-                .arg(REVOKED)
-                .arg("-inf")
-                .arg(now.saturating_sub(REVOKE_KEEP.as_millis() as u64))
-                .ignore();
-            pipe.query_async::<()>(&mut conn)
+            remember_revoked(&mut conn, std::slice::from_ref(id))
                 .await
                 .context("failed to record the revocation")?;
             ("revoke", json!({ "id": id, "terminate": terminate }))

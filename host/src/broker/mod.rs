@@ -674,11 +674,7 @@ impl Broker {
             op: "sweep_dead_letters",
             source,
         };
-        let cutoff = jiff::Timestamp::now()
-            .checked_sub(
-                jiff::SignedDuration::try_from(older_than).unwrap_or(jiff::SignedDuration::MAX),
-            )
-            .unwrap_or(jiff::Timestamp::MIN);
+        let cutoff = crate::results::cutoff(older_than);
         let mut conn = self.conn.clone();
         const PAGE: isize = 200;
         let mut old: Vec<String> = Vec::new();

@@ -131,7 +131,7 @@ fn print_table(rows: &Value) {
     }
 }
 
-/// Plugin status each live worker published, newest first.
+/// The plugin status each live worker published with its heartbeat.
 async fn live_workers(config: &Config) -> anyhow::Result<Vec<Value>> {
     let client = redis::Client::open(config.broker_url()).context("bad broker URL")?;
     let mut conn = tokio::time::timeout(
@@ -141,32 +141,19 @@ async fn live_workers(config: &Config) -> anyhow::Result<Vec<Value>> {
     .await
     .context("broker did not answer within 2s")?
     .context("broker unreachable")?;
-    let mut keys: Vec<String> = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg("taskbox:plugins:*")
-            .arg("COUNT")
-            .arg(500)
-            .query_async(&mut conn)
-            .await?;
-        keys.extend(page);
-        cursor = next;
-        if cursor == 0 {
-            break;
-        }
-    }
-    let mut out = Vec::new();
-    for key in keys {
-        let raw: Option<String> = redis::AsyncCommands::get(&mut conn, &key).await?;
-        if let Some(v) = raw.and_then(|r| serde_json::from_str::<Value>(&r).ok()) {
-            out.push(v);
-        }
-    }
-    out.sort_by(|a, b| a["worker"].as_str().cmp(&b["worker"].as_str()));
-    Ok(out)
+    let workers = crate::inspect::live_workers(&mut conn, config.worker.dead_after).await?;
+    Ok(workers
+        .into_iter()
+        .filter_map(|w| w.info)
+        .map(|info| {
+            json!({
+                "worker": info["worker"],
+                "name": info["name"],
+                "at": info["heartbeat_at"],
+                "plugins": info["plugins"],
+            })
+        })
+        .collect())
 }
 
 /// A component to inspect: bytes plus, when known, its manifest and where it came from.

@@ -500,18 +500,32 @@ pub fn grants_of(plugin: &PluginConfig) -> anyhow::Result<Grants> {
     })
 }
 
-/// The queue a task goes to when the sender names none: its configured route, then the
-/// route a plugin manifest in the plugin directory gives, then the built-in route table.
+/// The queue a task goes to when the sender names none: its configured route, then the route
+/// `manifest_route` gives (a plugin manifest's), then the built-in route table. One order for
+/// every sender: the worker passes its loaded registry, the CLI reads the plugin directory.
+pub fn route_with(
+    config: &Config,
+    task: &str,
+    manifest_route: impl FnOnce(&str) -> Option<String>,
+) -> Option<String> {
+    config
+        .tasks
+        .get(task)
+        .and_then(|t| t.queue.clone())
+        .or_else(|| manifest_route(task))
+        .or_else(|| builtin_route(task))
+}
+
+/// [`route_with`] for a sender without a running worker: manifests are read from the plugin
+/// directory.
 pub fn default_queue(config: &Config, task: &str) -> Option<String> {
-    if let Some(q) = config.tasks.get(task).and_then(|t| t.queue.clone()) {
-        return Some(q);
-    }
-    if let Some(dir) = &config.worker.plugins_dir
-        && let Some(q) = dir::manifest_route(dir, task)
-    {
-        return Some(q);
-    }
-    builtin_route(task)
+    route_with(config, task, |task| {
+        config
+            .worker
+            .plugins_dir
+            .as_deref()
+            .and_then(|dir| dir::manifest_route(dir, task))
+    })
 }
 
 /// The built-in route table's queue for `task`.

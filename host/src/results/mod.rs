@@ -229,6 +229,14 @@ pub struct ResultStore {
     ttl: Option<Duration>,
 }
 
+/// The instant `older_than` ago: what retention sweeps compare record times with.
+pub fn cutoff(older_than: Duration) -> jiff::Timestamp {
+    jiff::SignedDuration::try_from(older_than)
+        .ok()
+        .and_then(|d| jiff::Timestamp::now().checked_sub(d).ok())
+        .unwrap_or(jiff::Timestamp::MIN)
+}
+
 /// What a sweep found and did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sweep {
@@ -284,11 +292,7 @@ impl ResultStore {
         limit: u32,
         dry_run: bool,
     ) -> redis::RedisResult<Sweep> {
-        let cutoff = jiff::Timestamp::now()
-            .checked_sub(
-                jiff::SignedDuration::try_from(older_than).unwrap_or(jiff::SignedDuration::MAX),
-            )
-            .unwrap_or(jiff::Timestamp::MIN);
+        let cutoff = cutoff(older_than);
         let mut conn = self.conn.clone();
         let mut cursor: u64 = 0;
         let mut old: Vec<String> = Vec::new();

@@ -79,8 +79,7 @@ impl Revoked {
             .contains(id)
     }
 
-    /// Marks `id` revoked on this worker.
-    pub(crate) fn insert(&self, id: &str) {
+    fn insert(&self, id: &str) {
         self.ids
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -104,6 +103,43 @@ impl Revoked {
     }
 }
 
+/// Revokes `ids` on this worker: they will not run here, and with `terminate` the ones running
+/// now are stopped inside their sandbox. Returns the names of the tasks stopped.
+pub(crate) fn revoke(shared: &Shared, ids: &[String], terminate: bool) -> Vec<String> {
+    let mut stopped = Vec::new();
+    for id in ids {
+        shared.revoked.insert(id);
+    }
+    if terminate {
+        for (_, task) in shared.in_flight() {
+            if ids.contains(&task.task_id) {
+                task.cancel.cancel(REASON_REVOKED);
+                stopped.push(task.task.clone());
+            }
+        }
+    }
+    stopped
+}
+
+/// Remembers revocations in Redis for a day, so workers that start later (or miss the
+/// broadcast during a reconnect) still skip the tasks.
+pub async fn remember_revoked<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    ids: &[String],
+) -> redis::RedisResult<()> {
+    let now = broker::now_ms();
+    let mut pipe = redis::pipe();
+    for id in ids {
+        pipe.zadd(REVOKED, id, now).ignore();
+    }
+    pipe.cmd("ZREMRANGEBYSCORE")
+        .arg(REVOKED)
+        .arg("-inf")
+        .arg(now.saturating_sub(REVOKE_KEEP.as_millis() as u64))
+        .ignore();
+    pipe.query_async(conn).await
+}
+
 /// The description a worker publishes next to its heartbeat (for `inspect` and `plugin list`).
 pub fn describe(shared: &Shared, scaler: &Scaler, queues: &[String]) -> Value {
     let registry = shared.registry.current();
@@ -116,11 +152,7 @@ pub fn describe(shared: &Shared, scaler: &Scaler, queues: &[String]) -> Value {
         "queues": queues,
         "concurrency": scaler.current(),
         "busy": shared.in_flight().len(),
-        "plugins": registry.plugins().iter().map(|p| json!({
-            "name": p.name,
-            "version": p.version,
-            "digest": p.component.digest,
-        })).collect::<Vec<_>>(),
+        "plugins": registry.status(),
         "started_at": format_timestamp(shared.started_at),
         "heartbeat_at": format_timestamp(jiff::Timestamp::now()),
         "tasks": {
@@ -255,21 +287,12 @@ async fn handle(
             let Some(id) = req.args.get("id").and_then(Value::as_str) else {
                 return (false, json!("revoke needs a task id"));
             };
-            shared.revoked.insert(id);
             let terminate = req
                 .args
                 .get("terminate")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
-            let mut stopped = Vec::new();
-            if terminate {
-                for (_, task) in shared.in_flight() {
-                    if task.task_id == id {
-                        task.cancel.cancel(REASON_REVOKED);
-                        stopped.push(task.task.clone());
-                    }
-                }
-            }
+            let stopped = revoke(shared, &[id.to_string()], terminate);
             (true, json!({ "revoked": id, "terminated": stopped }))
         }
         other => (false, json!(format!("unknown command '{other}'"))),

@@ -251,12 +251,7 @@ async fn run_message(
     let origin = shared.origin.clone();
     let current = shared.registry.current();
     let routes = |task: &str| {
-        config
-            .tasks
-            .get(task)
-            .and_then(|t| t.queue.clone())
-            .or_else(|| current.manifest_route(task))
-            .or_else(|| registry::builtin_route(task))
+        registry::route_with(config, task, |t| current.manifest_route(t))
             .unwrap_or_else(|| meta.queue.clone())
     };
 

@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::broker::notify::QueueNotifier;
@@ -258,12 +257,9 @@ impl Worker {
                 // The operator's route, then the loaded manifests', then the built-in table:
                 // what `default_queue` answers, without reading the plugin directory per call.
                 Arc::new(move |task: &str| {
-                    routes_config
-                        .tasks
-                        .get(task)
-                        .and_then(|t| t.queue.clone())
-                        .or_else(|| routes_registry.current().manifest_route(task))
-                        .or_else(|| registry::builtin_route(task))
+                    registry::route_with(&routes_config, task, |t| {
+                        routes_registry.current().manifest_route(t)
+                    })
                 }),
                 origin.clone(),
             )),
@@ -487,14 +483,9 @@ impl Worker {
         let _: Result<(), _> =
             redis::AsyncCommands::zrem(&mut conn, broker::WORKERS, self.shared.broker.worker_id())
                 .await;
-        let _: Result<(), _> = redis::AsyncCommands::del(
-            &mut conn,
-            &[
-                plugins_key(self.shared.broker.worker_id()),
-                control::info_key(self.shared.broker.worker_id()),
-            ],
-        )
-        .await;
+        let _: Result<(), _> =
+            redis::AsyncCommands::del(&mut conn, control::info_key(self.shared.broker.worker_id()))
+                .await;
         tracing::info!(
             succeeded = self.shared.stats.succeeded.load(Ordering::Relaxed),
             failed = self.shared.stats.failed.load(Ordering::Relaxed),
@@ -637,77 +628,32 @@ async fn maintain(
     }
 }
 
-/// The Redis key where a worker publishes what its plugins are doing, for `taskbox plugin
-/// list`; it expires when the worker stops refreshing it.
-pub fn plugins_key(worker_id: &str) -> String {
-    format!("taskbox:plugins:{worker_id}")
-}
-
-/// How often the published plugin status is refreshed (it expires after three times this).
-const PLUGIN_STATUS_EVERY: Duration = Duration::from_secs(10);
-
-/// Writes this worker's plugin status to Redis.
-async fn publish_plugins(shared: &Shared) {
-    let status = json!({
-        "worker": shared.broker.worker_id(),
-        "name": shared.name,
-        "at": crate::broker::message::format_timestamp(jiff::Timestamp::now()),
-        "plugins": shared.registry.current().status(),
-    });
-    let mut conn = shared.broker.connection();
-    let ttl = PLUGIN_STATUS_EVERY.as_secs() * 3;
-    let written: Result<(), _> = redis::AsyncCommands::set_ex(
-        &mut conn,
-        plugins_key(shared.broker.worker_id()),
-        status.to_string(),
-        ttl,
-    )
-    .await;
-    if let Err(err) = written {
-        tracing::debug!(error = %err, "could not publish plugin status");
-    }
-}
-
-/// Reloads plugins when the plugin directory changes, and keeps the published status fresh.
+/// Reloads plugins when the plugin directory changes. The new state reaches `plugin list`
+/// with the next heartbeat's published description.
 async fn watch_plugins(shared: Arc<Shared>) {
-    publish_plugins(&shared).await;
-    let mut changes = shared.config.worker.plugins_dir.clone().map(|dir| {
-        registry::watch::spawn(
-            dir,
-            shared.config.worker.plugin_poll,
-            shared.shutdown.token(),
-        )
-    });
-    let mut refresh = tokio::time::interval(PLUGIN_STATUS_EVERY);
-    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let changed = match changes.as_mut() {
-            Some(rx) => tokio::select! {
-                got = rx.recv() => got.is_some(),
-                _ = refresh.tick() => false,
-            },
-            None => {
-                refresh.tick().await;
-                false
+    let Some(dir) = shared.config.worker.plugins_dir.clone() else {
+        return;
+    };
+    let mut changes = registry::watch::spawn(
+        dir,
+        shared.config.worker.plugin_poll,
+        shared.shutdown.token(),
+    );
+    while changes.recv().await.is_some() {
+        match shared
+            .registry
+            .reload(&shared.runtime, &shared.config)
+            .await
+        {
+            Ok(n) => {
+                if n > 0 {
+                    shared.metrics.record_plugin_reload();
+                }
+                tracing::info!(changes = n, tasks = %shared.registry.current().task_names().join(","), "plugin directory reloaded");
             }
-        };
-        if changed {
-            match shared
-                .registry
-                .reload(&shared.runtime, &shared.config)
-                .await
-            {
-                Ok(n) => {
-                    if n > 0 {
-                        shared.metrics.record_plugin_reload();
-                    }
-                    tracing::info!(changes = n, tasks = %shared.registry.current().task_names().join(","), "plugin directory reloaded");
-                }
-                Err(err) => {
-                    tracing::error!(error = %format_args!("{err:#}"), "could not reload the plugin directory; the loaded plugins keep serving")
-                }
+            Err(err) => {
+                tracing::error!(error = %format_args!("{err:#}"), "could not reload the plugin directory; the loaded plugins keep serving")
             }
         }
-        publish_plugins(&shared).await;
     }
 }

@@ -12,8 +12,7 @@ use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
 use super::Shared;
-use super::control::{REASON_REVOKED, REVOKED};
-use crate::broker;
+use super::control;
 
 /// The pub/sub channel kombu's Redis transport broadcasts `celery.pidbox` on, for `db`.
 pub fn channel(db: i64) -> String {
@@ -157,19 +156,10 @@ async fn revoke(shared: &Shared, args: &Value) -> Value {
     };
     let terminate = args["terminate"].as_bool().unwrap_or(false);
     let mut conn = shared.broker.connection();
-    let now = broker::now_ms();
-    for id in &ids {
-        shared.revoked.insert(id);
-        let _: redis::RedisResult<()> =
-            redis::AsyncCommands::zadd(&mut conn, REVOKED, id, now).await;
-        if terminate {
-            for (_, task) in shared.in_flight() {
-                if &task.task_id == id {
-                    task.cancel.cancel(REASON_REVOKED);
-                }
-            }
-        }
+    if let Err(err) = control::remember_revoked(&mut conn, &ids).await {
+        tracing::warn!(error = %err, "could not record the revocation in Redis; it holds on this worker only");
     }
+    control::revoke(shared, &ids, terminate);
     tracing::info!(ids = ?ids, terminate, "tasks revoked by a Celery control broadcast");
     json!({"ok": format!("tasks {} flagged as revoked", ids.join(", "))})
 }
