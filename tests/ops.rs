@@ -245,6 +245,17 @@ alert_emails = ["ops@example.com"]
             .lpush("dataset", format!("placeholder {i}"))
             .unwrap();
     }
+    // `inspect queues` reads the same depth the monitor will see.
+    let (_, queues) = taskbox_json(&cfg, &redis, &["inspect", "queues"]);
+    let dataset = queues["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "dataset")
+        .cloned()
+        .unwrap();
+    assert_eq!(dataset["depth"], 5, "{queues}");
+    assert_eq!(dataset["by_priority"]["0"], 5, "{queues}");
     // Three runs while the queue stays over the threshold: one alert.
     let first = monitor();
     assert_eq!(first["checked"][0]["alerting"], true, "{first}");

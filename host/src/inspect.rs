@@ -261,17 +261,8 @@ async fn queues(
     conn: &mut redis::aio::MultiplexedConnection,
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut rows = Vec::new();
-    let mut pipe = redis::pipe();
-    for q in &config.worker.queues {
-        for p in message::PRIORITY_STEPS {
-            pipe.llen(message::queue_key(q, p));
-        }
-    }
-    let lens: Vec<u64> = pipe
-        .query_async(conn)
-        .await
-        .context("failed to read queue lengths")?;
+    let (broker, _, _) = crate::ops::connect(config).await?;
+    let sizes = broker.sizes(&config.worker.queues).await?;
     // Unacked and delayed messages are counted per queue from their stored routing.
     let unacked: Vec<String> = redis::AsyncCommands::hvals(conn, broker::UNACKED).await?;
     let mut unacked_by_queue: BTreeMap<String, u64> = BTreeMap::new();
@@ -295,12 +286,12 @@ async fn queues(
             .unwrap_or_else(|| "?".to_string());
         *delayed_by_queue.entry(q).or_default() += 1;
     }
-    let dead: u64 = redis::AsyncCommands::llen(conn, &config.worker.dead_letter_key).await?;
-    let steps = message::PRIORITY_STEPS.len();
-    for (i, q) in config.worker.queues.iter().enumerate() {
+    let dead = sizes.dead_letters;
+    let mut rows = Vec::new();
+    for (q, depths) in &sizes.depths {
         let by_priority: BTreeMap<String, u64> = message::PRIORITY_STEPS
             .iter()
-            .zip(&lens[i * steps..(i + 1) * steps])
+            .zip(depths)
             .map(|(p, n)| (p.to_string(), *n))
             .collect();
         rows.push(json!({

@@ -15,7 +15,9 @@ use crate::exec::read_json_arg;
 use crate::registry;
 use crate::results::{ResultStore, TaskState};
 
-async fn connect(config: &Config) -> anyhow::Result<(Broker, ResultStore, redis::Client)> {
+pub(crate) async fn connect(
+    config: &Config,
+) -> anyhow::Result<(Broker, ResultStore, redis::Client)> {
     let name = format!(
         "{}:cli:{}",
         crate::worker::default_name(),
