@@ -914,6 +914,38 @@ fn main() {
             .trim()
             .to_string()
     };
+    // `--quick C`: one results-on throughput run of `taskbox -c C` and nothing else, printed
+    // and not written anywhere; the loop for working on the worker's hot path (attach
+    // `perf record -p` to the worker it starts).
+    if let Some(c) = args
+        .iter()
+        .position(|a| a == "--quick")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|c| c.parse::<u32>().ok())
+    {
+        for results in [true, false] {
+            redis::cmd("CONFIG")
+                .arg("RESETSTAT")
+                .query::<()>(&mut broker.conn)
+                .unwrap();
+            let r = throughput(&env, &mut broker, Worker::Taskbox(c), results, 0);
+            let stats: String = redis::cmd("INFO")
+                .arg("commandstats")
+                .query(&mut broker.conn)
+                .unwrap();
+            for line in stats.lines().filter(|l| l.starts_with("cmdstat_")) {
+                println!("  {line}");
+            }
+            println!(
+                "taskbox -c {c} results {}: {:.0} tasks/s steady, worker {:.0} µs/task, redis {:.0} µs/task",
+                if results { "on" } else { "off" },
+                r.steady_rate(),
+                r.worker_cpu_s * 1e6 / N as f64,
+                r.redis_cpu_s * 1e6 / N as f64
+            );
+        }
+        return;
+    }
     let celery_workers = [Worker::CeleryThreads, Worker::CeleryPrefork];
     let taskbox_workers: Vec<Worker> = TASKBOX_SLOTS.iter().map(|c| Worker::Taskbox(*c)).collect();
 

@@ -41,3 +41,20 @@ impl BrokerError {
         !matches!(self, BrokerError::BadUrl { .. })
     }
 }
+
+/// Displays an error followed by its sources (`a: b: c`), as `{:#}` does for `anyhow`, for
+/// errors that are shared (`Arc`) and so cannot become an `anyhow::Error`.
+#[derive(Debug)]
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(err) = source {
+            write!(f, ": {err}")?;
+            source = err.source();
+        }
+        Ok(())
+    }
+}

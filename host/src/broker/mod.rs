@@ -326,51 +326,75 @@ impl Broker {
     /// Applies `finish` to the message `tag` atomically. Returns false when fenced off (the
     /// worker no longer owns the message, so another worker has it).
     pub async fn finish(&self, tag: &str, finish: &Finish) -> Result<bool, BrokerError> {
+        let answers = self.finish_many(&[(tag, finish)]).await?;
+        Ok(answers.first().copied().unwrap_or(false))
+    }
+
+    /// Applies the finish steps of several messages in one script call: one round trip and one
+    /// script start-up for tasks that ended together. Each step is still atomic on its own and
+    /// answered on its own (applied, or false when fenced off). An error means the call failed
+    /// as a whole and any step may or may not have applied, as with a lost reply.
+    pub async fn finish_many(&self, steps: &[(&str, &Finish)]) -> Result<Vec<bool>, BrokerError> {
+        if steps.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut inv = self.finish.prepare_invoke();
         inv.key(UNACKED)
             .key(UNACKED_INDEX)
             .key(&self.owned_key)
             .key(&self.dead_letter_key)
             .key(DELAYED);
-        for (key, _) in &finish.pushes {
-            inv.key(key);
-        }
-        for (key, _) in &finish.results {
-            inv.key(key);
-        }
-        inv.arg(tag)
-            .arg(if finish.require_owned { "1" } else { "0" })
-            .arg(finish.result_ttl.map_or(0, |d| d.as_secs().max(1)))
-            .arg(finish.dead_letter.as_deref().unwrap_or(""))
-            .arg(
-                finish
-                    .delayed
-                    .as_ref()
-                    .map_or(String::new(), |(score, _)| score.to_string()),
-            )
-            .arg(finish.pushes.len())
-            .arg(finish.results.len())
-            .arg(
-                finish
-                    .delayed
-                    .as_ref()
-                    .map_or("", |(_, member)| member.as_str()),
-            );
-        for (_, envelope) in &finish.pushes {
-            inv.arg(envelope);
-        }
-        for (_, meta) in &finish.results {
-            inv.arg(meta);
+        inv.arg(steps.len());
+        for (tag, finish) in steps {
+            for (key, _) in &finish.pushes {
+                inv.key(key);
+            }
+            for (key, _) in &finish.results {
+                inv.key(key);
+            }
+            inv.arg(*tag)
+                .arg(if finish.require_owned { "1" } else { "0" })
+                .arg(finish.result_ttl.map_or(0, |d| d.as_secs().max(1)))
+                .arg(finish.dead_letter.as_deref().unwrap_or(""))
+                .arg(
+                    finish
+                        .delayed
+                        .as_ref()
+                        .map_or(String::new(), |(score, _)| score.to_string()),
+                )
+                .arg(finish.pushes.len())
+                .arg(finish.results.len())
+                .arg(
+                    finish
+                        .delayed
+                        .as_ref()
+                        .map_or("", |(_, member)| member.as_str()),
+                );
+            for (_, envelope) in &finish.pushes {
+                inv.arg(envelope);
+            }
+            for (_, meta) in &finish.results {
+                inv.arg(meta);
+            }
         }
         let mut conn = self.conn.clone();
-        let applied: i64 =
+        let answers: Vec<i64> =
             inv.invoke_async(&mut conn)
                 .await
                 .map_err(|source| BrokerError::Command {
                     op: "finish",
                     source,
                 })?;
-        Ok(applied == 1)
+        if answers.len() != steps.len() {
+            return Err(BrokerError::Command {
+                op: "finish",
+                source: redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "finish.lua answered a different number of steps than it was given",
+                )),
+            });
+        }
+        Ok(answers.into_iter().map(|a| a == 1).collect())
     }
 
     /// Puts this worker's unfinished messages back on their queues (all of them when `tags` is

@@ -33,6 +33,8 @@ const UNDECODABLE: &str = "<undecodable>";
 /// with the reason instead of being retried (and panicking) forever.
 pub(crate) async fn handle_guarded(shared: Arc<Shared>, delivery: Delivery) {
     use futures_util::FutureExt as _;
+    // Shared, not copied: the panic path below still needs the raw message.
+    let delivery = Arc::new(delivery);
     let outcome = std::panic::AssertUnwindSafe(handle(shared.clone(), delivery.clone()))
         .catch_unwind()
         .await;
@@ -61,7 +63,7 @@ pub(crate) async fn handle_guarded(shared: Arc<Shared>, delivery: Delivery) {
 }
 
 /// Handles one delivery to the end.
-async fn handle(shared: Arc<Shared>, delivery: Delivery) {
+async fn handle(shared: Arc<Shared>, delivery: Arc<Delivery>) {
     let queue = message::queue_of_key(&delivery.list_key).to_string();
     let mut msg = match message::decode(&delivery.raw) {
         Ok(msg) => msg,
@@ -89,7 +91,7 @@ async fn handle(shared: Arc<Shared>, delivery: Delivery) {
 
 async fn run_message(
     shared: Arc<Shared>,
-    delivery: Delivery,
+    delivery: Arc<Delivery>,
     msg: TaskMessage,
     meta: TaskMeta,
     plugin: Option<Arc<registry::Plugin>>,
@@ -229,8 +231,9 @@ async fn run_message(
     );
     let invocation = Invocation {
         meta: Arc::new(meta.clone()),
-        args: Value::Array(msg.args.clone()).to_string(),
-        kwargs: Value::Object(msg.kwargs.clone()).to_string(),
+        // Serialising a `Value` cannot fail (its keys are strings).
+        args: serde_json::to_string(&msg.args).unwrap_or_else(|_| "[]".into()),
+        kwargs: serde_json::to_string(&msg.kwargs).unwrap_or_else(|_| "{}".into()),
         limits,
         grants: plugin.grants.clone(),
         backends: shared.backends.clone(),
@@ -747,8 +750,9 @@ pub(crate) async fn commit(shared: &Shared, tag: &str, mut finish: Finish) -> bo
             }
         }
     }
+    let finish = Arc::new(finish);
     loop {
-        match shared.broker.finish(tag, &finish).await {
+        match shared.committer.finish(tag, finish.clone()).await {
             Ok(true) => return true,
             Ok(false) => {
                 tracing::warn!(
@@ -757,7 +761,7 @@ pub(crate) async fn commit(shared: &Shared, tag: &str, mut finish: Finish) -> bo
                 return false;
             }
             Err(err) => {
-                tracing::warn!(error = %format_args!("{err:#}"), retry_in_ms = backoff.as_millis() as u64, "could not record the task's outcome; retrying");
+                tracing::warn!(error = %crate::broker::error::Chain(err.as_ref()), retry_in_ms = backoff.as_millis() as u64, "could not record the task's outcome; retrying");
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = shared.shutdown.forced() => {
