@@ -1048,6 +1048,10 @@ fn main() {
     let (text, cjk) = chunking_corpus(CORPUS_BYTES);
     let split = bench_split(&text);
     report_split(&mut md, &text, cjk, &split);
+    if args.iter().any(|a| a == "--split-only") {
+        println!("{md}");
+        return;
+    }
     let (pipeline, input_bytes, kinds) = bench_pipeline();
     report_pipeline(&mut md, &pipeline, input_bytes, &kinds);
 
