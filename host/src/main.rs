@@ -2,11 +2,6 @@
 
 use std::process::ExitCode;
 
-/// mimalloc instead of glibc malloc: the per-task buffers (envelopes, JSON, results) are
-/// allocated on one tokio thread and often freed on another, which glibc handles poorly.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     taskbox::cli::main()
 }
