@@ -1,5 +1,5 @@
 //! The committer owns the path from a finished task to Redis: it gathers the atomic finish
-//! steps of tasks that end at about the same time and sends them in one pipelined round trip.
+//! steps of tasks that end at about the same time and sends them in one `finish.lua` call.
 //!
 //! There is one batch in flight at a time. When the worker is quiet a step goes out alone, at
 //! once; under load the steps that pile up while a batch is on the wire form the next batch,
@@ -29,12 +29,6 @@ struct Request {
 #[derive(Debug, Clone)]
 pub struct Committer {
     tx: mpsc::UnboundedSender<Request>,
-}
-
-impl std::fmt::Debug for Request {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Request").field("tag", &self.tag).finish()
-    }
 }
 
 impl Committer {

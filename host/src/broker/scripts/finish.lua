@@ -22,11 +22,10 @@
 --   (matching the result keys; each is also PUBLISHed on its key)
 -- Returns    one answer per step: 1 when applied, 0 when fenced off
 
-local function apply(k, a)
+-- Applies the step whose keys start at KEYS[k] and whose arguments start at ARGV[a].
+local function apply(k, a, pushes, results)
     local tag = ARGV[a]
     local owned = redis.call('HEXISTS', KEYS[3], tag) == 1
-    local pushes = tonumber(ARGV[a + 5])
-    local results = tonumber(ARGV[a + 6])
     if ARGV[a + 1] == '1' and not owned then
         return 0
     end
@@ -80,7 +79,7 @@ local k, a = 6, 2
 for s = 1, tonumber(ARGV[1]) do
     local pushes = tonumber(ARGV[a + 5])
     local results = tonumber(ARGV[a + 6])
-    answers[s] = apply(k, a)
+    answers[s] = apply(k, a, pushes, results)
     k = k + pushes + results
     a = a + 8 + pushes + results
 end
