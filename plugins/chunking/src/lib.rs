@@ -3,6 +3,7 @@
 //! for indexing, as the deployment's segmentation settings describe (automatic, custom,
 //! parent-child). The splitting itself lives in [`segment`]; this file binds the call.
 
+mod scan;
 pub mod segment;
 
 use serde::{Deserialize, Serialize};

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use unicode_segmentation::{GraphemeCursor, UnicodeSegmentation};
 
+use crate::scan;
+
 const MAX_TOKENS_MIN: u64 = 50;
 const MAX_TOKENS_MAX: u64 = 4000;
 const CHILD_MAX_TOKENS_MIN: u64 = 10;
@@ -611,13 +613,17 @@ impl<'a> Iterator for Clusters<'a> {
 }
 
 /// The grapheme clusters of a text that starts at a cluster boundary, last first. Simple
-/// characters are read backwards directly; at the first other character the rest is
-/// segmented forwards once, because segmenting backwards through a run of regional
-/// indicators re-reads the run for every flag (quadratic).
+/// characters are read backwards directly. At any other character, the iterator steps back to
+/// the nearest point between two simple characters (always a cluster boundary) and segments
+/// forwards from there once: segmenting backwards through a run of regional indicators would
+/// re-read the run for every flag (quadratic), and segmenting from the very start would read
+/// the whole text when only its tail is wanted.
 struct RevClusters<'a> {
     text: &'a str,
+    /// Everything before `end` is still to be yielded (after `forward`).
     end: usize,
-    forward: Option<Vec<Grapheme<'a>>>,
+    /// Clusters segmented forwards and not yet yielded, last on top.
+    forward: Vec<Grapheme<'a>>,
 }
 
 impl<'a> RevClusters<'a> {
@@ -625,7 +631,7 @@ impl<'a> RevClusters<'a> {
         RevClusters {
             end: text.len(),
             text,
-            forward: None,
+            forward: Vec::new(),
         }
     }
 }
@@ -634,8 +640,8 @@ impl<'a> Iterator for RevClusters<'a> {
     type Item = Grapheme<'a>;
 
     fn next(&mut self) -> Option<Grapheme<'a>> {
-        if let Some(forward) = &mut self.forward {
-            return forward.pop();
+        if let Some(item) = self.forward.pop() {
+            return Some(item);
         }
         let head = &self.text[..self.end];
         let mut chars = head.chars();
@@ -648,10 +654,23 @@ impl<'a> Iterator for RevClusters<'a> {
                 kind: classify_char(last),
             });
         }
-        let mut forward: Vec<Grapheme<'a>> = Clusters::new(head).collect();
-        let item = forward.pop();
-        self.forward = Some(forward);
-        item
+        // Step back to a boundary between two simple characters (or the start).
+        let mut from = 0;
+        let mut after: Option<char> = None;
+        for (i, c) in head.char_indices().rev() {
+            if is_simple(c) && after.is_some_and(is_simple) {
+                from = i + c.len_utf8();
+                break;
+            }
+            after = Some(c);
+        }
+        self.forward
+            .extend(Clusters::new(&head[from..]).map(|g| Grapheme {
+                at: from + g.at,
+                ..g
+            }));
+        self.end = from;
+        self.forward.pop()
     }
 }
 
@@ -750,16 +769,9 @@ fn tally(text: &str) -> Tally {
     let mut tally = Tally::EMPTY;
     let mut pos = 0;
     while pos < bytes.len() {
-        let rest = &bytes[pos..];
-        let found = if rest.is_ascii() {
-            None // word-at-a-time check first: most pieces are plain ASCII
-        } else {
-            rest.iter().position(|&b| b >= 0x80)
+        let Some(non_ascii) = scan::find(bytes, pos, scan::non_ascii, |b| b >= 0x80) else {
+            return tally.then(tally_ascii(&bytes[pos..]));
         };
-        let Some(offset) = found else {
-            return tally.then(tally_ascii(rest));
-        };
-        let non_ascii = pos + offset;
         // The ASCII character just before may share a cluster with what follows (a
         // combining mark, say), so it joins the cluster walk. Cutting a CR LF pair here is
         // harmless: two space clusters tally like one.
@@ -823,7 +835,10 @@ fn collapse_whitespace(text: &str) -> Cow<'_, str> {
     let mut copied = 0;
     let mut i = 0;
     while i < bytes.len() {
-        let b = bytes[i];
+        i = next_collapse_candidate(bytes, i);
+        let Some(&b) = bytes.get(i) else {
+            break;
+        };
         // Lead bytes of every non-ASCII whitespace character: U+0085, U+00A0 (C2),
         // U+1680 (E1), U+2000..U+205F (E2), U+3000 (E3).
         if !(is_ascii_space(b) || matches!(b, 0xC2 | 0xE1 | 0xE2 | 0xE3)) {
@@ -864,6 +879,25 @@ fn collapse_whitespace(text: &str) -> Cow<'_, str> {
     }
     out.push_str(&text[copied..]);
     Cow::Owned(out)
+}
+
+/// The first position at or after `from` that `collapse_whitespace` must look at: ASCII
+/// whitespace other than a lone space before a visible ASCII character, or a lead byte that
+/// may start non-ASCII whitespace (`C2`, `E0`..`E3`: `E0` is a harmless false alarm). Skips
+/// eight bytes at a time; near the end it answers `from` and lets the byte loop finish.
+fn next_collapse_candidate(bytes: &[u8], mut from: usize) -> usize {
+    while let (Some(w), Some(next)) = (scan::word(bytes, from), scan::word(bytes, from + 1)) {
+        // `next` holds, at each byte position, the byte after the one in `w`.
+        let lone_space_ok = scan::eq(w, b' ') & !(scan::ascii_space(next) | scan::non_ascii(next));
+        let m = (scan::ascii_space(w) & !lone_space_ok)
+            | scan::eq(w, 0xC2)
+            | scan::eq(w & !0x0303_0303_0303_0303, 0xE0);
+        if m != 0 {
+            return from + (m.trailing_zeros() / 8) as usize;
+        }
+        from += 8;
+    }
+    from
 }
 
 /// Line breaks in a whitespace run; `\r\n` counts once.
@@ -911,12 +945,14 @@ fn is_url_byte(b: u8) -> bool {
 }
 
 fn find_urls(bytes: &[u8], cuts: &mut Vec<Range<usize>>) {
-    let mut i = 0;
-    while i < bytes.len() {
-        if !matches!(bytes[i], b'h' | b'H' | b'w' | b'W') {
-            i += 1;
-            continue;
-        }
+    let mut from = 0;
+    while let Some(i) = scan::find(
+        bytes,
+        from,
+        |w| scan::eq_ignore_case(w, b'h') | scan::eq_ignore_case(w, b'w'),
+        |b| matches!(b, b'h' | b'H' | b'w' | b'W'),
+    ) {
+        from = i + 1;
         let rest = &bytes[i..];
         let prefix = if starts_with_ignore_case(rest, b"https://") {
             8
@@ -930,7 +966,6 @@ fn find_urls(bytes: &[u8], cuts: &mut Vec<Range<usize>>) {
         let glued = i > 0 && bytes[i - 1].is_ascii_alphanumeric();
         let host = i + prefix;
         if prefix == 0 || glued || !bytes.get(host).is_some_and(u8::is_ascii_alphanumeric) {
-            i += 1;
             continue;
         }
         let mut end = host;
@@ -953,7 +988,7 @@ fn find_urls(bytes: &[u8], cuts: &mut Vec<Range<usize>>) {
             end -= 1;
         }
         cuts.push(i..end);
-        i = end;
+        from = end;
     }
 }
 
@@ -968,12 +1003,9 @@ fn is_local_byte(b: u8) -> bool {
 fn find_emails(bytes: &[u8], cuts: &mut Vec<Range<usize>>) {
     // Each scan stops at an '@' (neither a local nor a domain byte), so they stay disjoint
     // and the whole search is linear.
-    for at in bytes
-        .iter()
-        .enumerate()
-        .filter(|&(_, &b)| b == b'@')
-        .map(|(i, _)| i)
-    {
+    let mut from = 0;
+    while let Some(at) = scan::find(bytes, from, |w| scan::eq(w, b'@'), |b| b == b'@') {
+        from = at + 1;
         let mut start = at;
         while start > 0 && is_local_byte(bytes[start - 1]) {
             start -= 1;
@@ -1380,6 +1412,33 @@ mod tests {
         }
     }
 
+    /// `collapse_whitespace` the obvious way: every maximal whitespace run becomes one space,
+    /// one line break or a blank line, by the line breaks it holds.
+    fn collapse_by_chars(text: &str) -> String {
+        let mut out = String::new();
+        let mut run = String::new();
+        let flush = |out: &mut String, run: &mut String| {
+            if !run.is_empty() {
+                out.push_str(match line_breaks(run) {
+                    0 => " ",
+                    1 => "\n",
+                    _ => "\n\n",
+                });
+                run.clear();
+            }
+        };
+        for c in text.chars() {
+            if c.is_whitespace() {
+                run.push(c);
+            } else {
+                flush(&mut out, &mut run);
+                out.push(c);
+            }
+        }
+        flush(&mut out, &mut run);
+        out
+    }
+
     fn without_whitespace(text: &str) -> String {
         text.chars().filter(|c| !c.is_whitespace()).collect()
     }
@@ -1711,11 +1770,20 @@ mod tests {
         }
 
         #[test]
+        fn prop_collapse_matches_a_char_loop(text in "[ a-zA-Z.\t\r\n\u{85}\u{a0}\u{e9}\u{1680}\u{2003}\u{2028}\u{3000}\u{0e01}\u{56fd}]{0,80}") {
+            // Every mix of lone and repeated spaces, other whitespace and lead bytes C2/E0..E3
+            // that are and are not whitespace, across the eight-byte steps of the scan.
+            let collapsed = collapse_whitespace(&text);
+            prop_assert_eq!(collapsed.as_ref(), collapse_by_chars(&text));
+        }
+
+        #[test]
         fn prop_rules_keep_words(text in document()) {
             let collapsed = collapse_whitespace(&text);
             prop_assert_eq!(without_whitespace(&collapsed), without_whitespace(&text));
             prop_assert!(!collapsed.contains("  ") && !collapsed.contains("\n\n\n"));
             prop_assert_eq!(collapse_whitespace(&collapsed), collapsed.clone());
+            prop_assert_eq!(collapsed.as_ref(), collapse_by_chars(&text));
             let cleaned = remove_urls_emails(&text);
             prop_assert!(cleaned.len() <= text.len());
             let opts = Options { rules: Rules { collapse_whitespace: true, remove_urls_emails: true }, ..options(Mode::Custom, "\n\n", 60, 5) };
@@ -1973,6 +2041,14 @@ mod tests {
         .expect("valid");
         let segments = split("Write to me@example.org  or visit http://x.io/p .", &opts);
         assert_eq!(segments[0].content, "Write to or visit .");
+        // URL and e-mail starts at every offset within and across the scan's eight-byte steps.
+        for pad in 0..17 {
+            let lead = "x".repeat(pad);
+            let text = format!("{lead} WWW.a.io hTtP://b.io/c a@b.io .https://d.io");
+            assert_eq!(remove_urls_emails(&text), format!("{lead}    ."), "pad {pad}");
+            let glued = format!("x{lead}www.a.io");
+            assert_eq!(remove_urls_emails(&glued), glued, "pad {pad}");
+        }
     }
 
     #[test]
