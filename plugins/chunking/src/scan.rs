@@ -52,6 +52,16 @@ pub(crate) fn non_ascii(w: u64) -> u64 {
     w & HI
 }
 
+/// The high bits of `mask`'s bytes as one byte: bit `k` is byte `k`'s (the multiplication
+/// moves each high bit to its place in the top byte, and no two of them meet, so nothing
+/// carries).
+#[inline(always)]
+pub(crate) fn gather(mask: u64) -> u8 {
+    ((mask & HI) >> 7)
+        .wrapping_mul(0x0102_0408_1020_4080)
+        .to_be_bytes()[0]
+}
+
 /// The eight bytes at `at` as a little-endian word (byte `at + k` in bits `8k..8k+8`), or
 /// `None` when fewer than eight remain.
 #[inline(always)]
@@ -109,6 +119,8 @@ mod tests {
                 bytes_of(eq_ignore_case(w, b'h')),
                 each.iter().map(|&x| x == b'h' || x == b'H').collect::<Vec<_>>()
             );
+            let gathered = gather(non_ascii(w));
+            prop_assert_eq!((0..8).map(|k| gathered >> k & 1 == 1).collect::<Vec<_>>(), bytes_of(non_ascii(w)));
             prop_assert_eq!(bytes_of(non_ascii(w)), each.iter().map(|&x| x >= 0x80).collect::<Vec<_>>());
         }
 

@@ -791,25 +791,64 @@ fn tally(text: &str) -> Tally {
 }
 
 /// Fast path: in ASCII text every byte is a cluster (`\r\n` is one, but both are spaces).
+/// A word of `n` characters costs `ceil(n / 4)`, that is one token at its 1st, 5th, 9th...
+/// character; eight bytes are counted at a time through [`WORD_TOKENS`].
 fn tally_ascii(bytes: &[u8]) -> Tally {
-    // Branch-free: a word of `n` characters costs `ceil(n / 4)`, that is one token at its
-    // 1st, 5th, 9th... character.
     let mut tokens = 0;
     let mut run = 0usize;
-    for &b in bytes {
+    let mut at = 0;
+    while let Some(w) = scan::word(bytes, at) {
+        let spaces = scan::gather(scan::ascii_space(w));
+        tokens += usize::from(WORD_TOKENS[run & 3][usize::from(spaces)]);
+        // The word's last bytes that are not spaces continue into the next eight.
+        run = if spaces == 0 {
+            run + 8
+        } else {
+            spaces.leading_zeros() as usize
+        };
+        at += 8;
+    }
+    for &b in &bytes[at..] {
         run = if is_ascii_space(b) { 0 } else { run + 1 };
         tokens += usize::from(run & 3 == 1);
     }
-    let lead = bytes
-        .iter()
-        .position(|&b| is_ascii_space(b))
-        .unwrap_or(bytes.len());
+    let lead = scan::find(bytes, 0, scan::ascii_space, is_ascii_space).unwrap_or(bytes.len());
     Tally {
         tokens,
         lead,
         trail: run,
         solid: lead == bytes.len(),
     }
+}
+
+/// `WORD_TOKENS[r][s]`: the tokens that eight ASCII bytes add when bit `k` of `s` says byte
+/// `k` is a space and the word running into them has `r` characters, modulo 4.
+static WORD_TOKENS: [[u8; 256]; 4] = word_tokens_table();
+
+const fn word_tokens_table() -> [[u8; 256]; 4] {
+    let mut table = [[0u8; 256]; 4];
+    let mut carry = 0;
+    while carry < 4 {
+        let mut spaces = 0;
+        while spaces < 256 {
+            let (mut run, mut tokens, mut k) = (carry, 0, 0);
+            while k < 8 {
+                if (spaces >> k) & 1 == 1 {
+                    run = 0;
+                } else {
+                    run += 1;
+                    if run & 3 == 1 {
+                        tokens += 1;
+                    }
+                }
+                k += 1;
+            }
+            table[carry][spaces] = tokens;
+            spaces += 1;
+        }
+        carry += 1;
+    }
+    table
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1770,6 +1809,12 @@ mod tests {
         }
 
         #[test]
+        fn prop_tally_ascii_matches_clusters(text in "[ a-z.\t\r\n]{0,80}") {
+            // Word lengths and space runs at every offset of the eight-byte steps.
+            prop_assert_eq!(tally_ascii(text.as_bytes()), tally_by_graphemes(&text));
+        }
+
+        #[test]
         fn prop_collapse_matches_a_char_loop(text in "[ a-zA-Z.\t\r\n\u{85}\u{a0}\u{e9}\u{1680}\u{2003}\u{2028}\u{3000}\u{0e01}\u{56fd}]{0,80}") {
             // Every mix of lone and repeated spaces, other whitespace and lead bytes C2/E0..E3
             // that are and are not whitespace, across the eight-byte steps of the scan.
@@ -2045,7 +2090,11 @@ mod tests {
         for pad in 0..17 {
             let lead = "x".repeat(pad);
             let text = format!("{lead} WWW.a.io hTtP://b.io/c a@b.io .https://d.io");
-            assert_eq!(remove_urls_emails(&text), format!("{lead}    ."), "pad {pad}");
+            assert_eq!(
+                remove_urls_emails(&text),
+                format!("{lead}    ."),
+                "pad {pad}"
+            );
             let glued = format!("x{lead}www.a.io");
             assert_eq!(remove_urls_emails(&glued), glued, "pad {pad}");
         }
