@@ -144,10 +144,25 @@ impl Binder {
     }
 }
 
-/// Serializes a task's return value as the JSON result.
-pub fn to_output<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, TaskError> {
-    serde_json::to_vec(value)
-        .map_err(|err| TaskError::fail(format!("result could not be serialized as JSON: {err}")))
+/// A task's return value as the JSON result: serialized with serde_json, or taken as it is
+/// when it is already JSON text ([`RawJson`](crate::RawJson)).
+pub trait IntoOutput {
+    /// The JSON bytes of the result.
+    fn into_output(self) -> Result<Vec<u8>, TaskError>;
+}
+
+impl<T: Serialize> IntoOutput for T {
+    fn into_output(self) -> Result<Vec<u8>, TaskError> {
+        serde_json::to_vec(&self).map_err(|err| {
+            TaskError::fail(format!("result could not be serialized as JSON: {err}"))
+        })
+    }
+}
+
+impl IntoOutput for crate::RawJson {
+    fn into_output(self) -> Result<Vec<u8>, TaskError> {
+        Ok(self.into_bytes())
+    }
 }
 
 /// The names of the tasks a plugin serves.

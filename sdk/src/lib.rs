@@ -47,6 +47,8 @@
 //! - One `#[kwargs] rest: Kwargs` parameter collects the keywords no other parameter took, like
 //!   Python's `**kwargs`.
 //! - The return type is any `serde::Serialize` value, or `Result<T, E>` with `E: Into<TaskError>`.
+//!   A [`RawJson`] is returned as the JSON text it holds, for a task that writes a large result
+//!   with its own faster writer.
 //!
 //! # Host capabilities
 //! [`log`], [`kv`], [`mail`], [`queue`], [`progress`] and [`housekeeping`] call into the host. The operator grants
@@ -66,6 +68,7 @@ pub mod log;
 pub mod mail;
 pub mod progress;
 pub mod queue;
+mod raw;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
@@ -87,6 +90,7 @@ pub mod wit {
 
 pub use context::Context;
 pub use error::TaskError;
+pub use raw::RawJson;
 pub use serde_json::{Map, Value, json};
 pub use taskbox_sdk_macro::{export_plugin, task};
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use taskbox_sdk::testing::{self, call};
 use taskbox_sdk::{
-    Context, Kwargs, TaskError, Value, export_plugin, json, kv, log, mail, queue, task,
+    Context, Kwargs, RawJson, TaskError, Value, export_plugin, json, kv, log, mail, queue, task,
 };
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -54,7 +54,25 @@ fn use_caps(key: String) -> Result<u64, TaskError> {
     Ok(id.len() as u64)
 }
 
-export_plugin!(shift, send, whoami, use_caps);
+/// Returns JSON text it wrote itself.
+#[task(name = "raw.pair")]
+fn raw_pair(a: i64, b: i64) -> Result<RawJson, TaskError> {
+    Ok(RawJson::new(format!("[{a}, {b}]").into_bytes()))
+}
+
+export_plugin!(shift, send, whoami, use_caps, raw_pair);
+
+#[test]
+fn raw_json_is_returned_as_written() {
+    let out = call(TASKBOX_TASKS, "raw.pair", json!([1, 2]), json!({})).unwrap();
+    assert_eq!(out, json!([1, 2]));
+    let raw = RawJson::new(b"{\"k\": true}".to_vec());
+    assert_eq!(raw.as_bytes(), b"{\"k\": true}");
+    assert_eq!(
+        taskbox_sdk::__private::IntoOutput::into_output(raw).unwrap(),
+        b"{\"k\": true}".to_vec()
+    );
+}
 
 #[test]
 fn positional_then_keyword_binding_with_defaults() {

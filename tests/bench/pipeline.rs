@@ -11,8 +11,8 @@
 //!   fresh store and instance per call, the argument copied in and the JSON result copied out,
 //!   fuel metered with an unlimited budget. The native side runs the same crate's public code
 //!   in the order the task does (parse the JSON arguments, `Options::resolve`,
-//!   `segment::split`, serialize `Chunks`), and its output must be byte-identical to the
-//!   component's. Runs alternate native, sandbox, native, sandbox... after one warm-up each.
+//!   `segment::split`, write `Chunks` with `json::chunks_json`), and its output must be
+//!   byte-identical to the component's. Runs alternate native, sandbox, native, sandbox... after one warm-up each.
 //! - **pipeline throughput**: the files of `examples/documents` cycled into [`DOCUMENTS`]
 //!   documents with distinct ids, each LPUSHed as one Celery chain (protocol v2, content inline
 //!   as base64) into one dataset, on a private `redis-server`, drained by the release
@@ -43,7 +43,7 @@ use taskbox_tests::redis::RedisServer;
 /// Size the chunking corpus grows to (bytes of UTF-8 text).
 const CORPUS_BYTES: usize = 2 * 1024 * 1024;
 /// Timed runs per side and mode, after one warm-up each.
-const SPLIT_RUNS: usize = 7;
+const SPLIT_RUNS: usize = 15;
 /// The target: sandboxed time at most this multiple of native time.
 const TARGET_RATIO: f64 = 1.5;
 /// Documents per pipeline run.
@@ -379,7 +379,7 @@ fn split_modes() -> [SplitMode; 2] {
 }
 
 /// What the component does for `chunking.split(*args, **kwargs)`, from the same crate compiled
-/// natively: parse the JSON arguments, resolve the options, split, serialize the result.
+/// natively: parse the JSON arguments, resolve the options, split, write the JSON result.
 fn native_split_task(args: &str, kwargs: &str) -> Vec<u8> {
     let mut args: Vec<Value> = serde_json::from_str(args).expect("args is a JSON array");
     let mut kwargs: Map<String, Value> =
@@ -409,7 +409,7 @@ fn native_split_task(args: &str, kwargs: &str) -> Vec<u8> {
         total_tokens: segments.iter().map(|s| s.tokens).sum(),
         segments,
     };
-    serde_json::to_vec(&chunks).expect("the result serializes")
+    taskbox_plugin_chunking::json::chunks_json(&chunks)
 }
 
 /// The measurements of one mode.
@@ -552,7 +552,7 @@ fn report_split(md: &mut String, text: &str, cjk: usize, results: &[SplitResult]
         "### `chunking.split`: sandboxed component vs the same code compiled natively (target ≤ {TARGET_RATIO}×)\n\n"
     ));
     md.push_str(&format!(
-        "Input: one {:.2} MB document ({} paragraphs in {} sections, {} chars of which {} CJK) built from the example Markdown and paragraphs in English, Chinese and Japanese with URLs, e-mail addresses, emoji and combining marks, shuffled and varied deterministically; some paragraphs are glued past 500 tokens. Sandboxed: `taskbox_plugin_chunking.wasm` (guest profile) through `Runtime::run`, a fresh store and instance per call, the argument copied in and the JSON result copied out, fuel metered with an unlimited budget, epoch deadline on. Native: the same crate (`--release`, sha256 portable as in the guest) doing what the task does — parse the JSON arguments, `Options::resolve`, `segment::split`, serialize `Chunks` — with output checked byte-identical to the component's. {SPLIT_RUNS} interleaved runs per side after one warm-up, median; MB = 10^6 bytes of input text. The last column is `segment::split` alone (no JSON), for scale.\n\n",
+        "Input: one {:.2} MB document ({} paragraphs in {} sections, {} chars of which {} CJK) built from the example Markdown and paragraphs in English, Chinese and Japanese with URLs, e-mail addresses, emoji and combining marks, shuffled and varied deterministically; some paragraphs are glued past 500 tokens. Sandboxed: `taskbox_plugin_chunking.wasm` (guest profile) through `Runtime::run`, a fresh store and instance per call, the argument copied in and the JSON result copied out, fuel metered with an unlimited budget, epoch deadline on. Native: the same crate (`--release`, sha256 portable as in the guest) doing what the task does — parse the JSON arguments, `Options::resolve`, `segment::split`, `json::chunks_json` — with output checked byte-identical to the component's. {SPLIT_RUNS} interleaved runs per side after one warm-up, median; MB = 10^6 bytes of input text. The last column is `segment::split` alone (no JSON), for scale.\n\n",
         bytes as f64 / 1e6,
         text.split("\n\n")
             .filter(|p| !p.trim().is_empty() && !p.starts_with("# Section "))

@@ -1004,7 +1004,10 @@ mod component {
         let bytes = guests::guest_bytes("taskbox_guest_hostile");
         let first = guests::runtime(dir.path()).load(&bytes).await.unwrap();
         assert!(!first.from_cache);
-        assert_eq!(first.tasks, vec!["hostile.run".to_string()]);
+        assert_eq!(
+            first.tasks,
+            vec!["hostile.run".to_string(), "hostile.not_json".to_string()]
+        );
         assert_eq!(first.wit_version, "0.1.0");
         assert!(first.capabilities.contains(&Capability::Kv));
         let second = guests::runtime(dir.path()).load(&bytes).await.unwrap();

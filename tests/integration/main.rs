@@ -410,6 +410,16 @@ max_resources = 1000
             "the next task runs after {name}"
         );
     }
+    // A result that is not JSON (a guest's own writer gone wrong) is a failure, not stored.
+    let id = publish(&redis, "hostile.not_json", json!([]), "pipeline", |_| {});
+    let meta = wait_result(&redis, &id, Duration::from_secs(30));
+    assert_eq!(meta["status"], "FAILURE", "{meta}");
+    assert!(
+        meta["result"]["exc_message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the task's output is not JSON")),
+        "{meta}"
+    );
     let last_beat = worker_id(&mut redis.conn());
     assert_eq!(last_beat.len(), 1);
     assert!(

@@ -3,18 +3,21 @@
 //! for indexing, as the deployment's segmentation settings describe (automatic, custom,
 //! parent-child). The splitting itself lives in [`segment`]; this file binds the call.
 
+pub mod json;
 mod scan;
 pub mod segment;
 
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use taskbox_sdk::{TaskError, Value, export_plugin, task};
+use taskbox_sdk::{RawJson, TaskError, Value, export_plugin, task};
 
 use segment::{Options, Segment};
 
 /// What `document` may be: plain text, or the output of `extract.text` (whose metadata is
 /// carried through so a chain `extract.text → chunking.split → indexing.index` keeps it).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum Document {
     /// Plain text.
     Text(String),
@@ -23,9 +26,52 @@ pub enum Document {
         /// The extracted plain text.
         text: String,
         /// Title, type, character count...
-        #[serde(default)]
         metadata: Value,
     },
+}
+
+/// `extract.text`'s output as `document` takes it; other keys are ignored.
+#[derive(Deserialize)]
+struct ExtractedDocument {
+    text: String,
+    #[serde(default)]
+    metadata: Value,
+}
+
+/// By hand rather than `#[serde(untagged)]`, which buffers the input and then copies the
+/// (possibly many-megabyte) text out of the buffer: a string is taken as it is, an object
+/// must look like `extract.text`'s output.
+impl<'de> Deserialize<'de> for Document {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DocumentVisitor;
+
+        impl<'de> Visitor<'de> for DocumentVisitor {
+            type Value = Document;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or extract.text's output (an object with \"text\")")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Document, E> {
+                Ok(Document::Text(text.to_string()))
+            }
+
+            fn visit_string<E: de::Error>(self, text: String) -> Result<Document, E> {
+                Ok(Document::Text(text))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Document, A::Error> {
+                let doc =
+                    ExtractedDocument::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(Document::Extracted {
+                    text: doc.text,
+                    metadata: doc.metadata,
+                })
+            }
+        }
+
+        deserializer.deserialize_any(DocumentVisitor)
+    }
 }
 
 /// The result of `chunking.split`, the input of `indexing.index`.
@@ -41,7 +87,7 @@ pub struct Chunks {
     pub total_tokens: usize,
 }
 
-/// Splits a document into segments.
+/// Splits a document into segments. The result is [`Chunks`], written by [`json::chunks_json`].
 #[task(name = "chunking.split")]
 fn split(
     document: Document,
@@ -50,7 +96,7 @@ fn split(
     max_tokens: Option<u64>,
     overlap: Option<u64>,
     rules: Option<Value>,
-) -> Result<Chunks, TaskError> {
+) -> Result<RawJson, TaskError> {
     let options = Options::resolve(&mode, separator, max_tokens, overlap, rules)
         .map_err(TaskError::reject)?;
     let (text, metadata) = match document {
@@ -58,12 +104,13 @@ fn split(
         Document::Extracted { text, metadata } => (text, metadata),
     };
     let segments = segment::split(&text, &options);
-    Ok(Chunks {
+    let chunks = Chunks {
         document: metadata,
         mode: mode_name(&options),
         total_tokens: segments.iter().map(|s| s.tokens).sum(),
         segments,
-    })
+    };
+    Ok(RawJson::new(json::chunks_json(&chunks)))
 }
 
 fn mode_name(options: &Options) -> String {
@@ -125,6 +172,20 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, TaskError::Reject(m) if m.contains("max_tokens")));
         let err = call(TASKBOX_TASKS, "chunking.split", json!([42]), json!({})).unwrap_err();
-        assert!(matches!(err, TaskError::Reject(m) if m.contains("document")));
+        assert!(
+            matches!(&err, TaskError::Reject(m) if m.contains("document") && m.contains("a string or extract.text's output")),
+            "{err:?}"
+        );
+        let err = call(
+            TASKBOX_TASKS,
+            "chunking.split",
+            json!([{"title": "x"}]),
+            json!({}),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, TaskError::Reject(m) if m.contains("missing field `text`")),
+            "{err:?}"
+        );
     }
 }

@@ -386,7 +386,7 @@ fn make_segment(position: usize, content: &str, tokens: usize) -> Segment {
     Segment {
         position,
         content: content.to_string(),
-        char_count: content.chars().count(),
+        char_count: scan::char_count(content.as_bytes()),
         tokens,
         sha256: sha256_hex(content.as_bytes()),
         children: Vec::new(),
@@ -1362,15 +1362,23 @@ impl Splitter<'_> {
                 }
             }
             Level::Newline => {
-                for (i, _) in text.match_indices('\n') {
-                    add(i + 1);
+                let mut from = 0;
+                while let Some(newline) = scan::find(
+                    text.as_bytes(),
+                    from,
+                    |w| scan::eq(w, b'\n'),
+                    |b| b == b'\n',
+                ) {
+                    add(newline + 1);
+                    from = newline + 1;
                 }
             }
             Level::BlankLine => {
                 let bytes = text.as_bytes();
                 let mut from = 0;
-                while let Some(found) = text[from..].find('\n') {
-                    let newline = from + found;
+                while let Some(newline) =
+                    scan::find(bytes, from, |w| scan::eq(w, b'\n'), |b| b == b'\n')
+                {
                     let mut j = newline + 1;
                     while j < bytes.len() && matches!(bytes[j], b' ' | b'\t' | b'\r') {
                         j += 1;

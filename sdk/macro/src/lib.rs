@@ -266,14 +266,14 @@ fn expand_task(args: TaskArgs, mut func: ItemFn) -> syn::Result<TokenStream2> {
     let finish = if returns_result {
         quote! {
             match #invoke {
-                ::std::result::Result::Ok(value) => ::taskbox_sdk::__private::to_output(&value),
+                ::std::result::Result::Ok(value) => ::taskbox_sdk::__private::IntoOutput::into_output(value),
                 ::std::result::Result::Err(err) => ::std::result::Result::Err(
                     ::std::convert::Into::<::taskbox_sdk::TaskError>::into(err)
                 ),
             }
         }
     } else {
-        quote! { ::taskbox_sdk::__private::to_output(&#invoke) }
+        quote! { ::taskbox_sdk::__private::IntoOutput::into_output(#invoke) }
     };
 
     let def = def_ident(&fn_ident);
