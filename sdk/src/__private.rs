@@ -171,11 +171,15 @@ pub fn task_names(defs: &[TaskDef]) -> Vec<String> {
 }
 
 /// Finds the task for `ctx.name` and runs it on the JSON call.
+///
+/// The JSON text is taken by value and dropped once parsed, so a task with a large argument
+/// reuses that memory instead of growing the instance's (each fresh page of guest memory costs
+/// a page fault).
 pub fn run_call(
     defs: &[TaskDef],
     ctx: &Context,
-    args: &str,
-    kwargs: &str,
+    args: String,
+    kwargs: String,
 ) -> Result<Vec<u8>, TaskError> {
     let Some(def) = defs.iter().find(|d| d.name == ctx.name) else {
         return Err(TaskError::reject(format!(
@@ -184,7 +188,8 @@ pub fn run_call(
             task_names(defs).join(", ")
         )));
     };
-    let call = Call::from_json(args, kwargs)?;
+    let call = Call::from_json(&args, &kwargs)?;
+    drop((args, kwargs));
     (def.run)(ctx, call)
 }
 
@@ -206,7 +211,7 @@ pub fn dispatch(defs: &[TaskDef], ctx: WitContext, call: WitCall) -> Result<Vec<
         attempt: ctx.attempt,
         deadline_ms: ctx.deadline_ms,
     };
-    run_call(defs, &ctx, &call.args, &call.kwargs).map_err(|err| match err {
+    run_call(defs, &ctx, call.args, call.kwargs).map_err(|err| match err {
         TaskError::Retry { reason, countdown } => WitTaskError::Retry(RetrySpec {
             reason,
             countdown_ms: countdown.map(|d| d.as_millis().min(u64::MAX as u128) as u64),

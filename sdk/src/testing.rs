@@ -93,7 +93,7 @@ pub(crate) fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
 /// calls the function, and parses its JSON result.
 pub fn call(tasks: &[TaskDef], name: &str, args: Value, kwargs: Value) -> Result<Value, TaskError> {
     let ctx = Context::for_test(name);
-    let out = crate::__private::run_call(tasks, &ctx, &args.to_string(), &kwargs.to_string())?;
+    let out = crate::__private::run_call(tasks, &ctx, args.to_string(), kwargs.to_string())?;
     serde_json::from_slice(&out)
         .map_err(|err| TaskError::fail(format!("task returned invalid JSON: {err}")))
 }

@@ -11,7 +11,7 @@
 //!   fresh store and instance per call, the argument copied in and the JSON result copied out,
 //!   fuel metered with an unlimited budget. The native side runs the same crate's public code
 //!   in the order the task does (parse the JSON arguments, `Options::resolve`,
-//!   `segment::split`, write `Chunks` with `json::chunks_json`), and its output must be
+//!   `segment::split_owned`, write `Chunks` with `json::chunks_json`), and its output must be
 //!   byte-identical to the component's. Runs alternate native, sandbox, native, sandbox... after one warm-up each.
 //! - **pipeline throughput**: the files of `examples/documents` cycled into [`DOCUMENTS`]
 //!   documents with distinct ids, each LPUSHed as one Celery chain (protocol v2, content inline
@@ -402,7 +402,7 @@ fn native_split_task(args: &str, kwargs: &str) -> Vec<u8> {
         Document::Text(text) => (text, Value::Object(Map::new())),
         Document::Extracted { text, metadata } => (text, metadata),
     };
-    let segments = segment::split(&text, &options);
+    let segments = segment::split_owned(text, &options);
     let chunks = Chunks {
         document: metadata,
         mode,
@@ -552,7 +552,7 @@ fn report_split(md: &mut String, text: &str, cjk: usize, results: &[SplitResult]
         "### `chunking.split`: sandboxed component vs the same code compiled natively (target ≤ {TARGET_RATIO}×)\n\n"
     ));
     md.push_str(&format!(
-        "Input: one {:.2} MB document ({} paragraphs in {} sections, {} chars of which {} CJK) built from the example Markdown and paragraphs in English, Chinese and Japanese with URLs, e-mail addresses, emoji and combining marks, shuffled and varied deterministically; some paragraphs are glued past 500 tokens. Sandboxed: `taskbox_plugin_chunking.wasm` (guest profile) through `Runtime::run`, a fresh store and instance per call, the argument copied in and the JSON result copied out, fuel metered with an unlimited budget, epoch deadline on. Native: the same crate (`--release`, sha256 portable as in the guest) doing what the task does — parse the JSON arguments, `Options::resolve`, `segment::split`, `json::chunks_json` — with output checked byte-identical to the component's. {SPLIT_RUNS} interleaved runs per side after one warm-up, median; MB = 10^6 bytes of input text. The last column is `segment::split` alone (no JSON), for scale.\n\n",
+        "Input: one {:.2} MB document ({} paragraphs in {} sections, {} chars of which {} CJK) built from the example Markdown and paragraphs in English, Chinese and Japanese with URLs, e-mail addresses, emoji and combining marks, shuffled and varied deterministically; some paragraphs are glued past 500 tokens. Sandboxed: `taskbox_plugin_chunking.wasm` (guest profile) through `Runtime::run`, a fresh store and instance per call, the argument copied in and the JSON result copied out, fuel metered with an unlimited budget, epoch deadline on. Native: the same crate (`--release`, sha256 portable as in the guest) doing what the task does — parse the JSON arguments, `Options::resolve`, `segment::split_owned`, `json::chunks_json` — with output checked byte-identical to the component's. {SPLIT_RUNS} interleaved runs per side after one warm-up, median; MB = 10^6 bytes of input text. The last column is `segment::split` alone (no JSON), for scale.\n\n",
         bytes as f64 / 1e6,
         text.split("\n\n")
             .filter(|p| !p.trim().is_empty() && !p.starts_with("# Section "))

@@ -103,7 +103,7 @@ fn split(
         Document::Text(text) => (text, Value::Object(Default::default())),
         Document::Extracted { text, metadata } => (text, metadata),
     };
-    let segments = segment::split(&text, &options);
+    let segments = segment::split_owned(text, &options);
     let chunks = Chunks {
         document: metadata,
         mode: mode_name(&options),

@@ -343,8 +343,21 @@ pub struct Segment {
 /// document instead of `separator` pieces with [`ParentMode::FullDoc`]), and each parent's
 /// content is split again with `child_separator` and `child_max_tokens` into its children.
 pub fn split(text: &str, opts: &Options) -> Vec<Segment> {
-    let text = preprocess(text, &opts.rules);
-    let text: &str = &text;
+    split_preprocessed(&preprocess(text, &opts.rules), opts)
+}
+
+/// [`split`] for a text the caller owns and no longer needs, as the component has it: the
+/// original is freed as soon as the rules have made a changed copy, so its memory is reused
+/// for the segments instead of growing the sandbox's.
+pub fn split_owned(text: String, opts: &Options) -> Vec<Segment> {
+    let changed = match preprocess(&text, &opts.rules) {
+        Cow::Borrowed(_) => None,
+        Cow::Owned(changed) => Some(changed),
+    };
+    split_preprocessed(&changed.unwrap_or(text), opts)
+}
+
+fn split_preprocessed(text: &str, opts: &Options) -> Vec<Segment> {
     match opts.mode {
         Mode::Automatic | Mode::Custom => split_ranges(
             text,
@@ -734,6 +747,15 @@ impl Tally {
         }
     }
 
+    /// `n` pushes of [`Cluster::Unit`].
+    fn push_units(&mut self, n: usize) {
+        if n > 0 {
+            self.tokens += n;
+            self.trail = 0;
+            self.solid = false;
+        }
+    }
+
     /// The tally of `self` followed by `next`.
     fn then(self, next: Tally) -> Tally {
         let tokens = if self.trail > 0 && next.lead > 0 {
@@ -778,16 +800,56 @@ fn tally(text: &str) -> Tally {
         let walk_from = non_ascii.saturating_sub(1).max(pos);
         tally = tally.then(tally_ascii(&bytes[pos..walk_from]));
         pos = bytes.len();
-        for grapheme in Clusters::new(&text[walk_from..]) {
+        let (mut base, mut at) = (walk_from, walk_from);
+        let mut clusters = Clusters::new(&text[walk_from..]);
+        loop {
+            let run = ideograph_run(bytes, at);
+            if run > 0 {
+                tally.push_units(run);
+                at += 3 * run;
+                if bytes.get(at).is_none_or(u8::is_ascii) {
+                    pos = at;
+                    break;
+                }
+                (base, clusters) = (at, Clusters::new(&text[at..]));
+                continue;
+            }
+            let Some(grapheme) = clusters.next() else {
+                break;
+            };
             tally.push(grapheme.kind);
-            let end = walk_from + grapheme.end();
-            if end > non_ascii && bytes.get(end).is_some_and(u8::is_ascii) {
-                pos = end;
+            at = base + grapheme.end();
+            if at > non_ascii && bytes.get(at).is_some_and(u8::is_ascii) {
+                pos = at;
                 break;
             }
         }
     }
     tally
+}
+
+/// How many characters from `at` are CJK ideographs that each make a cluster of their own:
+/// U+4000..U+9FFF without the Yijing hexagrams (three UTF-8 bytes, lead `E4`..`E9`; all are
+/// simple characters counted as one token), each followed by another such ideograph, ASCII or
+/// the end of the text. Chinese and Japanese text is mostly these, and this is the cheap way
+/// through them.
+fn ideograph_run(bytes: &[u8], at: usize) -> usize {
+    let ideograph = |i: usize| match bytes.get(i) {
+        Some(0xE5..=0xE9) => true,
+        Some(0xE4) => bytes.get(i + 1) != Some(&0xB7), // E4 B7 xx: U+4DC0..U+4DFF
+        _ => false,
+    };
+    let mut n = 0;
+    let mut i = at;
+    while ideograph(i) {
+        let next = i + 3;
+        if !(bytes.get(next).is_none_or(u8::is_ascii) || ideograph(next)) {
+            break; // what follows may join this cluster: the cluster walk decides
+        }
+        n += 1;
+        i = next;
+    }
+    n
 }
 
 /// Fast path: in ASCII text every byte is a cluster (`\r\n` is one, but both are spaces).
@@ -1711,6 +1773,28 @@ mod tests {
         '々', '〇', '𠀀', 'ㄅ',
     ];
 
+    const IDEOGRAPH_EDGES: &[char] = &[
+        '天',
+        '丁',
+        '㐀',
+        '䶿',
+        '䷀',
+        '䷿',
+        '一',
+        '鿿',
+        '\u{301}',
+        '\u{200d}',
+        '\u{fe0f}',
+        '\u{1f3fd}',
+        '\r',
+        '\n',
+        ' ',
+        'a',
+        '👍',
+        '。',
+        'é',
+    ];
+
     fn fragment() -> impl Strategy<Value = String> {
         prop_oneof![
             6 => run_of(LATIN, 1..12),
@@ -1814,6 +1898,12 @@ mod tests {
             if text.is_ascii() {
                 prop_assert_eq!(tally_ascii(text.as_bytes()), tally_by_graphemes(&text));
             }
+        }
+
+        #[test]
+        fn prop_ideograph_runs_tally_as_clusters(text in run_of(IDEOGRAPH_EDGES, 0..60)) {
+            // Ideographs at the edges of the fast path's range, next to what joins a cluster.
+            prop_assert_eq!(tally(&text), tally_by_graphemes(&text));
         }
 
         #[test]
