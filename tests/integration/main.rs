@@ -411,11 +411,12 @@ max_resources = 1000
         );
     }
     // A result that is not JSON (a guest's own writer gone wrong) is a failure, not stored.
-    let id = publish(&redis, "hostile.not_json", json!([]), "pipeline", |_| {});
+    let id = publish(&redis, "not_json", json!([]), "pipeline", |_| {});
     let meta = wait_result(&redis, &id, Duration::from_secs(30));
     assert_eq!(meta["status"], "FAILURE", "{meta}");
+    assert_eq!(meta["result"]["exc_type"], "Trap", "{meta}");
     assert!(
-        meta["result"]["exc_message"]
+        meta["result"]["exc_message"][0]
             .as_str()
             .is_some_and(|m| m.contains("the task's output is not JSON")),
         "{meta}"

@@ -4,9 +4,7 @@
 
 use std::hint::black_box;
 
-use taskbox_sdk::{
-    RawJson, TaskError, Value, export_plugin, json, kv, log, mail, progress, queue, task,
-};
+use taskbox_sdk::{TaskError, Value, export_plugin, json, kv, log, mail, progress, queue, task};
 
 include!("cases.rs");
 
@@ -194,11 +192,4 @@ fn core_grow() -> usize {
     }
 }
 
-/// Returns bytes that are not JSON through `RawJson`, which the SDK passes on unchecked: the
-/// worker must fail the task, not store a broken result.
-#[task(name = "hostile.not_json")]
-fn not_json() -> RawJson {
-    RawJson::new(b"{not json".to_vec())
-}
-
-export_plugin!(run, not_json);
+export_plugin!(run);

@@ -1,8 +1,9 @@
 //! The smallest useful guest: `noop` does nothing (the per-task overhead benchmark), `echo`
 //! returns its argument (the "next task still works" probe), and `record` appends a label to a
-//! list in kv so integration tests can see the order tasks ran in and how often.
+//! list in kv so integration tests can see the order tasks ran in and how often; `not_json`
+//! returns bytes that are not JSON (the worker must fail it).
 
-use taskbox_sdk::{TaskError, Value, export_plugin, kv, task};
+use taskbox_sdk::{RawJson, TaskError, Value, export_plugin, kv, task};
 
 /// Does nothing and returns `null`.
 #[task(name = "noop")]
@@ -24,4 +25,11 @@ fn record(label: Value, #[default("order")] log: String) -> Result<usize, TaskEr
     Ok(list.len())
 }
 
-export_plugin!(noop, echo, record);
+/// Returns bytes that are not JSON through `RawJson`, which the SDK passes on unchecked: the
+/// worker must fail the task, not store a broken result.
+#[task(name = "not_json")]
+fn not_json() -> RawJson {
+    RawJson::new(b"{not json".to_vec())
+}
+
+export_plugin!(noop, echo, record, not_json);
