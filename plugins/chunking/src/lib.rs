@@ -1,7 +1,8 @@
 //! The built-in `chunking` component: `chunking.split(document, mode="automatic",
 //! separator=None, max_tokens=None, overlap=None, rules=None)` splits a document into segments
 //! for indexing, as the deployment's segmentation settings describe (automatic, custom,
-//! parent-child). The splitting itself lives in [`segment`]; this file binds the call.
+//! parent-child). The splitting itself lives in [`segment`], the JSON writer of the result in
+//! [`json`]; this file binds the call.
 
 pub mod json;
 mod scan;
