@@ -2,7 +2,7 @@
 //!
 //! Why: the result repeats the whole document in its segments, and serde_json escapes strings
 //! one byte per loop iteration, which the sandbox makes about 2.5× slower than native code. Here
-//! the bytes that need escaping are found eight at a time ([`crate::scan`]), and everything
+//! the bytes that need escaping are found eight at a time (`scan.rs`), and everything
 //! between them is copied in one go. The output is byte for byte what `serde_json::to_vec`
 //! writes for [`Chunks`] (the tests compare the two), so readers see no difference.
 
