@@ -72,12 +72,9 @@ fn string(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     out.push(b'"');
     let mut copied = 0;
-    while let Some(at) = scan::find(
-        bytes,
-        copied,
-        |w| scan::eq(w, b'"') | scan::eq(w, b'\\') | scan::in_ascii_range(w, 0, 0x1f),
-        |b| b == b'"' || b == b'\\' || b < 0x20,
-    ) {
+    while let Some(at) = scan::find(bytes, copied, |w| {
+        scan::eq(w, b'"') | scan::eq(w, b'\\') | scan::in_ascii_range(w, 0, 0x1f)
+    }) {
         out.extend_from_slice(&bytes[copied..at]);
         let b = bytes[at];
         match b {

@@ -791,7 +791,7 @@ fn tally(text: &str) -> Tally {
     let mut tally = Tally::EMPTY;
     let mut pos = 0;
     while pos < bytes.len() {
-        let Some(non_ascii) = scan::find(bytes, pos, scan::non_ascii, |b| b >= 0x80) else {
+        let Some(non_ascii) = scan::find(bytes, pos, scan::non_ascii) else {
             return tally.then(tally_ascii(&bytes[pos..]));
         };
         // The ASCII character just before may share a cluster with what follows (a
@@ -874,7 +874,7 @@ fn tally_ascii(bytes: &[u8]) -> Tally {
         run = if is_ascii_space(b) { 0 } else { run + 1 };
         tokens += usize::from(run & 3 == 1);
     }
-    let lead = scan::find(bytes, 0, scan::ascii_space, is_ascii_space).unwrap_or(bytes.len());
+    let lead = scan::find(bytes, 0, scan::ascii_space).unwrap_or(bytes.len());
     Tally {
         tokens,
         lead,
@@ -1047,12 +1047,9 @@ fn is_url_byte(b: u8) -> bool {
 
 fn find_urls(bytes: &[u8], cuts: &mut Vec<Range<usize>>) {
     let mut from = 0;
-    while let Some(i) = scan::find(
-        bytes,
-        from,
-        |w| scan::eq_ignore_case(w, b'h') | scan::eq_ignore_case(w, b'w'),
-        |b| matches!(b, b'h' | b'H' | b'w' | b'W'),
-    ) {
+    while let Some(i) = scan::find(bytes, from, |w| {
+        scan::eq_ignore_case(w, b'h') | scan::eq_ignore_case(w, b'w')
+    }) {
         from = i + 1;
         let rest = &bytes[i..];
         let prefix = if starts_with_ignore_case(rest, b"https://") {
@@ -1105,7 +1102,7 @@ fn find_emails(bytes: &[u8], cuts: &mut Vec<Range<usize>>) {
     // Each scan stops at an '@' (neither a local nor a domain byte), so they stay disjoint
     // and the whole search is linear.
     let mut from = 0;
-    while let Some(at) = scan::find(bytes, from, |w| scan::eq(w, b'@'), |b| b == b'@') {
+    while let Some(at) = scan::find(bytes, from, |w| scan::eq(w, b'@')) {
         from = at + 1;
         let mut start = at;
         while start > 0 && is_local_byte(bytes[start - 1]) {
@@ -1425,12 +1422,8 @@ impl Splitter<'_> {
             }
             Level::Newline => {
                 let mut from = 0;
-                while let Some(newline) = scan::find(
-                    text.as_bytes(),
-                    from,
-                    |w| scan::eq(w, b'\n'),
-                    |b| b == b'\n',
-                ) {
+                while let Some(newline) = scan::find(text.as_bytes(), from, |w| scan::eq(w, b'\n'))
+                {
                     add(newline + 1);
                     from = newline + 1;
                 }
@@ -1438,9 +1431,7 @@ impl Splitter<'_> {
             Level::BlankLine => {
                 let bytes = text.as_bytes();
                 let mut from = 0;
-                while let Some(newline) =
-                    scan::find(bytes, from, |w| scan::eq(w, b'\n'), |b| b == b'\n')
-                {
+                while let Some(newline) = scan::find(bytes, from, |w| scan::eq(w, b'\n')) {
                     let mut j = newline + 1;
                     while j < bytes.len() && matches!(bytes[j], b' ' | b'\t' | b'\r') {
                         j += 1;
