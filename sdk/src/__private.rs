@@ -188,9 +188,22 @@ pub fn run_call(
             task_names(defs).join(", ")
         )));
     };
+    reserve_heap(2 * (args.len() + kwargs.len()));
     let call = Call::from_json(&args, &kwargs)?;
     drop((args, kwargs));
     (def.run)(ctx, call)
+}
+
+/// Grows the guest's heap by `bytes` in one step and hands the space back to the allocator
+/// untouched. The JSON parser's buffers then grow in place inside it: without this, each
+/// doubling of a buffer for a large string is a fresh allocation further up, a copy, and a page
+/// fault for every page it lands on. Reserved pages that are never written cost nothing.
+fn reserve_heap(bytes: usize) {
+    const WORTH_IT: usize = 256 * 1024;
+    if cfg!(target_arch = "wasm32") && bytes >= WORTH_IT {
+        // `black_box`: an allocation nothing uses is otherwise optimised away.
+        drop(std::hint::black_box(Vec::<u8>::with_capacity(bytes)));
+    }
 }
 
 #[cfg(target_arch = "wasm32")]

@@ -343,18 +343,14 @@ pub struct Segment {
 /// document instead of `separator` pieces with [`ParentMode::FullDoc`]), and each parent's
 /// content is split again with `child_separator` and `child_max_tokens` into its children.
 pub fn split(text: &str, opts: &Options) -> Vec<Segment> {
-    split_preprocessed(&preprocess(text, &opts.rules), opts)
+    split_preprocessed(&preprocess(Cow::Borrowed(text), &opts.rules), opts)
 }
 
-/// [`split`] for a text the caller owns and no longer needs, as the component has it: the
-/// original is freed as soon as the rules have made a changed copy, so its memory is reused
-/// for the segments instead of growing the sandbox's.
+/// [`split`] for a text the caller owns and no longer needs, as the component has it: each
+/// version of the text is freed as soon as a rule has made a changed copy, so its memory is
+/// reused for the next instead of growing the sandbox's.
 pub fn split_owned(text: String, opts: &Options) -> Vec<Segment> {
-    let changed = match preprocess(&text, &opts.rules) {
-        Cow::Borrowed(_) => None,
-        Cow::Owned(changed) => Some(changed),
-    };
-    split_preprocessed(&changed.unwrap_or(text), opts)
+    split_preprocessed(&preprocess(Cow::Owned(text), &opts.rules), opts)
 }
 
 fn split_preprocessed(text: &str, opts: &Options) -> Vec<Segment> {
@@ -537,26 +533,53 @@ fn classify(cluster: &str) -> Cluster {
 /// scripts...) goes through full UAX #29 segmentation. A unit test checks the set against
 /// `unicode-segmentation`.
 fn is_simple(c: char) -> bool {
+    simple_kind(c).is_some()
+}
+
+/// What a simple character (see [`is_simple`]) counts as on its own, or `None` if it is
+/// not simple: one range match instead of [`is_simple`] then [`classify_char`], which the
+/// cluster walks would otherwise run for every character. A unit test checks it against
+/// [`classify_char`].
+fn simple_kind(c: char) -> Option<Cluster> {
     let code = u32::from(c);
     if code < 0x80 {
-        return c != '\r';
+        return (c != '\r').then(|| ascii_kind(code as u8));
     }
-    matches!(code,
+    Some(match code {
         0x4E00..=0x9FFF
-        | 0xA0..=0x2FF
+        | 0x3005..=0x3007
+        | 0x3021..=0x3029
+        | 0x3031..=0x3035
+        | 0x3038..=0x303C
+        | 0x3041..=0x3096
+        | 0x309D..=0x30FF
+        | 0x3400..=0x4DBF
+        | 0xF900..=0xFAFF
+        | 0xFF66..=0xFF9D => Cluster::Unit,
+        0xA0 | 0x3000 => Cluster::Space,
+        0xA1..=0x2FF
         | 0x370..=0x3FF
         | 0x400..=0x482
         | 0x48A..=0x52F
         | 0x2010..=0x2027
         | 0x2030..=0x205E
-        | 0x3000..=0x3029
-        | 0x3030..=0x303F
-        | 0x3041..=0x3096
-        | 0x309D..=0x30FF
-        | 0x3400..=0x4DBF
-        | 0xF900..=0xFAFF
-        | 0xFF01..=0xFF9D
-    )
+        | 0x3001..=0x3004
+        | 0x3008..=0x3020
+        | 0x3030
+        | 0x3036..=0x3037
+        | 0x303D..=0x303F
+        | 0xFF01..=0xFF65 => Cluster::Word,
+        _ => return None,
+    })
+}
+
+/// What an ASCII character counts as.
+fn ascii_kind(b: u8) -> Cluster {
+    if is_ascii_space(b) {
+        Cluster::Space
+    } else {
+        Cluster::Word
+    }
 }
 
 /// One grapheme cluster: where it starts (relative to the iterated text), its text and
@@ -576,20 +599,16 @@ impl Grapheme<'_> {
 
 /// The grapheme clusters of a text that starts at a cluster boundary; the same clusters
 /// as `grapheme_indices(true)`, but a simple character followed by a simple character (the
-/// common case) skips the UAX #29 state machine, and each character is decoded once.
+/// common case) skips the UAX #29 state machine, and ASCII skips even the char decoding.
 struct Clusters<'a> {
     text: &'a str,
-    chars: std::str::CharIndices<'a>,
-    peeked: Option<(usize, char)>,
+    /// Where the next cluster starts.
+    pos: usize,
 }
 
 impl<'a> Clusters<'a> {
     fn new(text: &'a str) -> Self {
-        Clusters {
-            text,
-            chars: text.char_indices(),
-            peeked: None,
-        }
+        Clusters { text, pos: 0 }
     }
 }
 
@@ -597,26 +616,35 @@ impl<'a> Iterator for Clusters<'a> {
     type Item = Grapheme<'a>;
 
     fn next(&mut self) -> Option<Grapheme<'a>> {
-        let (at, c) = match self.peeked.take() {
-            Some(peeked) => peeked,
-            None => self.chars.next()?,
-        };
-        let mut next = self.chars.next();
-        if is_simple(c) && next.is_none_or(|(_, n)| is_simple(n)) {
-            self.peeked = next;
-            let text = &self.text[at..at + c.len_utf8()];
+        let bytes = self.text.as_bytes();
+        let at = self.pos;
+        let &first = bytes.get(at)?;
+        // ASCII but CR, followed by ASCII or nothing: no rule joins the two (every extender
+        // and spacing mark is non-ASCII, and no ASCII character is a prepend mark).
+        if first < 0x80 && first != b'\r' && bytes.get(at + 1).is_none_or(u8::is_ascii) {
+            self.pos = at + 1;
             return Some(Grapheme {
                 at,
-                text,
-                kind: classify_char(c),
+                text: &self.text[at..at + 1],
+                kind: ascii_kind(first),
             });
         }
         let rest = &self.text[at..];
-        let text = rest.graphemes(true).next().unwrap_or(rest);
-        while next.is_some_and(|(i, _)| i < at + text.len()) {
-            next = self.chars.next();
+        let mut chars = rest.chars();
+        if let Some(c) = chars.next()
+            && let Some(kind) = simple_kind(c)
+            && chars.next().is_none_or(is_simple)
+        {
+            let len = c.len_utf8();
+            self.pos = at + len;
+            return Some(Grapheme {
+                at,
+                text: &rest[..len],
+                kind,
+            });
         }
-        self.peeked = next;
+        let text = rest.graphemes(true).next().unwrap_or(rest);
+        self.pos = at + text.len();
         Some(Grapheme {
             at,
             text,
@@ -657,14 +685,30 @@ impl<'a> Iterator for RevClusters<'a> {
             return Some(item);
         }
         let head = &self.text[..self.end];
+        let bytes = head.as_bytes();
+        // ASCII after ASCII but CR (or after nothing): no rule joins the two.
+        let n = bytes.len();
+        if n > 0
+            && bytes[n - 1] < 0x80
+            && (n == 1 || (bytes[n - 2] < 0x80 && bytes[n - 2] != b'\r'))
+        {
+            self.end -= 1;
+            return Some(Grapheme {
+                at: self.end,
+                text: &head[self.end..],
+                kind: ascii_kind(bytes[n - 1]),
+            });
+        }
         let mut chars = head.chars();
         let last = chars.next_back()?;
-        if is_simple(last) && chars.next_back().is_none_or(is_simple) {
+        if let Some(kind) = simple_kind(last)
+            && chars.next_back().is_none_or(is_simple)
+        {
             self.end -= last.len_utf8();
             return Some(Grapheme {
                 at: self.end,
                 text: &head[self.end..],
-                kind: classify_char(last),
+                kind,
             });
         }
         // Step back to a boundary between two simple characters (or the start).
@@ -747,12 +791,26 @@ impl Tally {
         }
     }
 
-    /// `n` pushes of [`Cluster::Unit`].
-    fn push_units(&mut self, n: usize) {
-        if n > 0 {
-            self.tokens += n;
-            self.trail = 0;
-            self.solid = false;
+    /// The tally of `cluster` followed by `self`: `Tally::of(cluster).then(self)`, for walks
+    /// that read a text backwards.
+    fn prepend(&mut self, cluster: Cluster) {
+        match cluster {
+            Cluster::Space => {
+                self.lead = 0;
+                self.solid = false;
+            }
+            Cluster::Unit => {
+                self.tokens += 1;
+                self.lead = 0;
+                self.solid = false;
+            }
+            Cluster::Word => {
+                self.tokens += word_tokens(self.lead + 1) - word_tokens(self.lead);
+                self.lead += 1;
+                if self.solid {
+                    self.trail += 1;
+                }
+            }
         }
     }
 
@@ -785,7 +843,7 @@ impl Tally {
 }
 
 /// The tally of a text that starts at a cluster boundary: ASCII runs take a byte loop,
-/// the rest goes cluster by cluster.
+/// runs of simple characters a char loop, and only the rest the full cluster walk.
 fn tally(text: &str) -> Tally {
     let bytes = text.as_bytes();
     let mut tally = Tally::EMPTY;
@@ -795,61 +853,69 @@ fn tally(text: &str) -> Tally {
             return tally.then(tally_ascii(&bytes[pos..]));
         };
         // The ASCII character just before may share a cluster with what follows (a
-        // combining mark, say), so it joins the cluster walk. Cutting a CR LF pair here is
-        // harmless: two space clusters tally like one.
-        let walk_from = non_ascii.saturating_sub(1).max(pos);
-        tally = tally.then(tally_ascii(&bytes[pos..walk_from]));
-        pos = bytes.len();
-        let (mut base, mut at) = (walk_from, walk_from);
-        let mut clusters = Clusters::new(&text[walk_from..]);
+        // combining mark, say), so it goes through the cluster walk. Cutting a CR LF pair
+        // here is harmless: two space clusters tally like one.
+        let mut at = non_ascii.saturating_sub(1).max(pos);
+        tally = tally.then(tally_ascii(&bytes[pos..at]));
+        if at < non_ascii {
+            at += next_cluster(text, at, &mut tally);
+        }
         loop {
-            let run = ideograph_run(bytes, at);
-            if run > 0 {
-                tally.push_units(run);
-                at += 3 * run;
-                if bytes.get(at).is_none_or(u8::is_ascii) {
-                    pos = at;
-                    break;
-                }
-                (base, clusters) = (at, Clusters::new(&text[at..]));
-                continue;
-            }
-            let Some(grapheme) = clusters.next() else {
-                break;
-            };
-            tally.push(grapheme.kind);
-            at = base + grapheme.end();
-            if at > non_ascii && bytes.get(at).is_some_and(u8::is_ascii) {
-                pos = at;
-                break;
+            at = simple_run(bytes, at, &mut tally);
+            match bytes.get(at) {
+                None => return tally,
+                Some(b) if b.is_ascii() => break,
+                Some(_) => at += next_cluster(text, at, &mut tally),
             }
         }
+        pos = at;
     }
     tally
 }
 
-/// How many characters from `at` are CJK ideographs that each make a cluster of their own:
-/// U+4000..U+9FFF without the Yijing hexagrams (three UTF-8 bytes, lead `E4`..`E9`; all are
-/// simple characters counted as one token), each followed by another such ideograph, ASCII or
-/// the end of the text. Chinese and Japanese text is mostly these, and this is the cheap way
-/// through them.
-fn ideograph_run(bytes: &[u8], at: usize) -> usize {
-    let ideograph = |i: usize| match bytes.get(i) {
-        Some(0xE5..=0xE9) => true,
-        Some(0xE4) => bytes.get(i + 1) != Some(&0xB7), // E4 B7 xx: U+4DC0..U+4DFF
-        _ => false,
-    };
-    let mut n = 0;
-    let mut i = at;
-    while ideograph(i) {
-        let next = i + 3;
-        if !(bytes.get(next).is_none_or(u8::is_ascii) || ideograph(next)) {
-            break; // what follows may join this cluster: the cluster walk decides
-        }
-        n += 1;
-        i = next;
+/// Pushes the cluster that starts at `at` (a cluster boundary) and returns its length.
+fn next_cluster(text: &str, at: usize, tally: &mut Tally) -> usize {
+    let grapheme = Clusters::new(&text[at..]).next();
+    grapheme.map_or(text.len() - at, |g| {
+        tally.push(g.kind);
+        g.text.len()
+    })
+}
+
+/// Pushes the simple non-ASCII characters from `at` (a cluster boundary) that each make a
+/// cluster of their own, that is each followed by another such character, ASCII or the end,
+/// and returns where they stop. Accented Latin, Cyrillic, CJK ideographs, kana and CJK
+/// punctuation are mostly these, and this is the cheap way through them: no cluster rules,
+/// and every character decoded once.
+fn simple_run(bytes: &[u8], mut at: usize, tally: &mut Tally) -> usize {
+    let mut current = simple_at(bytes, at);
+    while let Some((kind, len)) = current {
+        let next = at + len;
+        let following = match bytes.get(next) {
+            Some(b) if !b.is_ascii() => match simple_at(bytes, next) {
+                Some(found) => Some(found),
+                None => break, // what follows may join this cluster: the cluster walk decides
+            },
+            _ => None,
+        };
+        tally.push(kind);
+        at = next;
+        current = following;
     }
-    n
+    at
+}
+
+/// The kind and length of the character at `at` if it is a simple (see [`is_simple`])
+/// non-ASCII character; `bytes` is valid UTF-8 and `at` a char boundary.
+fn simple_at(bytes: &[u8], at: usize) -> Option<(Cluster, usize)> {
+    let cont = |i: usize| bytes.get(at + i).map_or(0, |b| u32::from(b & 0x3F));
+    let (code, len) = match *bytes.get(at)? {
+        lead @ 0xC0..=0xDF => ((u32::from(lead & 0x1F) << 6) | cont(1), 2),
+        lead @ 0xE0..=0xEF => ((u32::from(lead & 0x0F) << 12) | (cont(1) << 6) | cont(2), 3),
+        // ASCII is not walked here, and no character of four bytes is simple.
+        _ => return None,
+    };
+    simple_kind(char::from_u32(code)?).map(|kind| (kind, len))
 }
 
 /// Fast path: in ASCII text every byte is a cluster (`\r\n` is one, but both are spaces).
@@ -917,8 +983,7 @@ const fn word_tokens_table() -> [[u8; 256]; 4] {
 // Pre-processing
 // ---------------------------------------------------------------------------------------
 
-fn preprocess<'t>(text: &'t str, rules: &Rules) -> Cow<'t, str> {
-    let mut text = Cow::Borrowed(text);
+fn preprocess<'t>(mut text: Cow<'t, str>, rules: &Rules) -> Cow<'t, str> {
     if rules.remove_urls_emails {
         text = Cow::Owned(remove_urls_emails(&text));
     }
@@ -969,6 +1034,10 @@ fn collapse_whitespace(text: &str) -> Cow<'_, str> {
             _ => "\n\n",
         };
         if run != replacement {
+            if out.capacity() == 0 {
+                // The copy is never longer than the text: one allocation, no regrowth.
+                out.reserve(text.len());
+            }
             out.push_str(&text[copied..i]);
             out.push_str(replacement);
             copied = i + len;
@@ -1334,7 +1403,7 @@ impl Splitter<'_> {
                     best = Some((last.start + grapheme.end(), suffix));
                 }
             }
-            suffix = Tally::of(kind).then(suffix);
+            suffix.prepend(kind);
             if suffix.tokens > budget {
                 break;
             }
@@ -1764,7 +1833,7 @@ mod tests {
         '々', '〇', '𠀀', 'ㄅ',
     ];
 
-    const IDEOGRAPH_EDGES: &[char] = &[
+    const SIMPLE_RUN_EDGES: &[char] = &[
         '天',
         '丁',
         '㐀',
@@ -1784,6 +1853,22 @@ mod tests {
         '👍',
         '。',
         'é',
+        'の',
+        'ア',
+        '\u{3099}',
+        'ｱ',
+        '\u{ff9e}',
+        '\u{a0}',
+        '\u{3000}',
+        'ж',
+        '\u{483}',
+        '—',
+        '한',
+        '\u{1100}',
+        '\u{600}',
+        '\u{7ff}',
+        '\u{800}',
+        '\u{ffff}',
     ];
 
     fn fragment() -> impl Strategy<Value = String> {
@@ -1892,8 +1977,9 @@ mod tests {
         }
 
         #[test]
-        fn prop_ideograph_runs_tally_as_clusters(text in run_of(IDEOGRAPH_EDGES, 0..60)) {
-            // Ideographs at the edges of the fast path's range, next to what joins a cluster.
+        fn prop_simple_runs_tally_as_clusters(text in run_of(SIMPLE_RUN_EDGES, 0..60)) {
+            // Simple characters of two and three bytes at the edges of the fast path's ranges,
+            // next to what joins a cluster.
             prop_assert_eq!(tally(&text), tally_by_graphemes(&text));
         }
 
@@ -1928,6 +2014,94 @@ mod tests {
     }
 
     // ---- unit tests -----------------------------------------------------------------
+
+    #[test]
+    fn simple_kind_is_classify_char_on_simple_characters() {
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            if let Some(kind) = simple_kind(c) {
+                assert_eq!(kind, classify_char(c), "U+{:04X}", u32::from(c));
+            }
+        }
+        // The set itself: every range of the simple characters, at its edges.
+        let edges = [
+            (0x00, true),
+            (0x0D, false),
+            (0x7F, true),
+            (0x80, false),
+            (0x9F, false),
+            (0xA0, true),
+            (0x2FF, true),
+            (0x300, false),
+            (0x36F, false),
+            (0x370, true),
+            (0x482, true),
+            (0x483, false),
+            (0x489, false),
+            (0x48A, true),
+            (0x52F, true),
+            (0x530, false),
+            (0x200F, false),
+            (0x2010, true),
+            (0x2027, true),
+            (0x2028, false),
+            (0x202F, false),
+            (0x2030, true),
+            (0x205E, true),
+            (0x205F, false),
+            (0x2FFF, false),
+            (0x3000, true),
+            (0x3029, true),
+            (0x302A, false),
+            (0x302F, false),
+            (0x3030, true),
+            (0x303F, true),
+            (0x3040, false),
+            (0x3041, true),
+            (0x3096, true),
+            (0x3097, false),
+            (0x309C, false),
+            (0x309D, true),
+            (0x30FF, true),
+            (0x3100, false),
+            (0x33FF, false),
+            (0x3400, true),
+            (0x4DBF, true),
+            (0x4DC0, false),
+            (0x4DFF, false),
+            (0x4E00, true),
+            (0x9FFF, true),
+            (0xA000, false),
+            (0xF8FF, false),
+            (0xF900, true),
+            (0xFAFF, true),
+            (0xFB00, false),
+            (0xFF00, false),
+            (0xFF01, true),
+            (0xFF9D, true),
+            (0xFF9E, false),
+        ];
+        for (code, simple) in edges {
+            let c = char::from_u32(code).unwrap();
+            assert_eq!(is_simple(c), simple, "U+{code:04X}");
+        }
+    }
+
+    #[test]
+    fn prepend_is_then_from_the_front() {
+        let kinds = [Cluster::Space, Cluster::Unit, Cluster::Word];
+        // Every sequence of up to seven clusters, read backwards.
+        for len in 0..=7u32 {
+            for n in 0..3usize.pow(len) {
+                let seq: Vec<Cluster> = (0..len).map(|i| kinds[n / 3usize.pow(i) % 3]).collect();
+                let mut backwards = Tally::EMPTY;
+                for &kind in seq.iter().rev() {
+                    let expected = Tally::of(kind).then(backwards);
+                    backwards.prepend(kind);
+                    assert_eq!(backwards, expected, "{seq:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn simple_characters_never_join() {
