@@ -735,6 +735,74 @@ fn word_tokens(clusters: usize) -> usize {
     clusters.div_ceil(4)
 }
 
+/// The longest tail of `text` that costs at most `budget` tokens, starts a word (or a
+/// CJK/emoji cluster) and is not the whole text: where it starts and its tally. This is the
+/// overlap a segment repeats from the one before it.
+fn overlap_tail(text: &str, budget: usize) -> Option<(usize, Tally)> {
+    if budget == 0 {
+        return None;
+    }
+    ascii_overlap_tail(text.as_bytes(), budget)
+        .unwrap_or_else(|| clusters_overlap_tail(text, budget))
+}
+
+/// [`overlap_tail`] a word at a time, for a tail that is ASCII (the common case); `None` if
+/// it meets a non-ASCII byte before it is done. In ASCII every byte is a cluster and a word
+/// starts after every space, so no cluster walk is needed.
+fn ascii_overlap_tail(bytes: &[u8], budget: usize) -> Option<Option<(usize, Tally)>> {
+    let mut best = None;
+    let mut tokens = 0;
+    let mut at = bytes.len();
+    loop {
+        // The word that ends at `at`: empty if a space does.
+        let mut start = at;
+        while start > 0 && !is_ascii_space(bytes[start - 1]) {
+            if !bytes[start - 1].is_ascii() {
+                return None;
+            }
+            start -= 1;
+        }
+        tokens += word_tokens(at - start);
+        if tokens > budget || start == 0 {
+            break;
+        }
+        if start < at {
+            best = Some(start);
+        }
+        at = start;
+        while at > 0 && is_ascii_space(bytes[at - 1]) {
+            at -= 1;
+        }
+        if at == 0 {
+            break;
+        }
+    }
+    Some(best.map(|start| (start, tally_ascii(&bytes[start..]))))
+}
+
+/// [`overlap_tail`] for any text: its clusters, last first.
+fn clusters_overlap_tail(text: &str, budget: usize) -> Option<(usize, Tally)> {
+    let mut best = None;
+    let mut suffix = Tally::EMPTY;
+    let mut front: Option<Cluster> = None;
+    for grapheme in RevClusters::new(text) {
+        let kind = grapheme.kind;
+        if let Some(front_kind) = front {
+            let starts_word = front_kind == Cluster::Unit
+                || (front_kind == Cluster::Word && kind != Cluster::Word);
+            if starts_word {
+                best = Some((grapheme.end(), suffix));
+            }
+        }
+        suffix.prepend(kind);
+        if suffix.tokens > budget {
+            break;
+        }
+        front = Some(kind);
+    }
+    best
+}
+
 /// Token summary of a piece of text that can be concatenated exactly: the estimate of
 /// `a + b` is `tally(a).then(tally(b))` whenever the join is a grapheme boundary. This is
 /// what lets the splitter merge pieces without re-estimating growing strings.
@@ -1387,29 +1455,8 @@ impl Splitter<'_> {
     /// The longest tail of the previous segment that costs at most `budget` tokens, starts a
     /// word (or a CJK/emoji cluster) and is not the whole segment: its start and tally.
     fn overlap_tail(&self, budget: usize) -> Option<(usize, Tally)> {
-        if budget == 0 {
-            return None;
-        }
         let last = self.last.clone()?;
-        let mut best = None;
-        let mut suffix = Tally::EMPTY;
-        let mut front: Option<Cluster> = None;
-        for grapheme in RevClusters::new(&self.text[last.clone()]) {
-            let kind = grapheme.kind;
-            if let Some(front_kind) = front {
-                let starts_word = front_kind == Cluster::Unit
-                    || (front_kind == Cluster::Word && kind != Cluster::Word);
-                if starts_word {
-                    best = Some((last.start + grapheme.end(), suffix));
-                }
-            }
-            suffix.prepend(kind);
-            if suffix.tokens > budget {
-                break;
-            }
-            front = Some(kind);
-        }
-        best
+        overlap_tail(&self.text[last.clone()], budget).map(|(at, tail)| (last.start + at, tail))
     }
 
     /// Emit the buffer as a segment if it has content; whitespace-only buffers are kept, as
@@ -1981,6 +2028,17 @@ mod tests {
             // Simple characters of two and three bytes at the edges of the fast path's ranges,
             // next to what joins a cluster.
             prop_assert_eq!(tally(&text), tally_by_graphemes(&text));
+        }
+
+        #[test]
+        fn prop_overlap_tail_by_words_is_by_clusters(text in document(), budget in 0usize..80) {
+            // As written, and with only its ASCII kept so that the word walk runs to the end.
+            for text in [text.clone(), text.chars().filter(char::is_ascii).collect::<String>()] {
+                if let Some(by_words) = ascii_overlap_tail(text.as_bytes(), budget.max(1)) {
+                    prop_assert_eq!(by_words, clusters_overlap_tail(&text, budget.max(1)));
+                }
+                prop_assert_eq!(overlap_tail(&text, budget), if budget == 0 { None } else { clusters_overlap_tail(&text, budget) });
+            }
         }
 
         #[test]
