@@ -2,7 +2,7 @@
 //! that drives wall-clock limits.
 //!
 //! The settings follow what was measured on this machine kind (see the project's wasmtime
-//! notes): a pooling allocator that keeps a little memory resident and resets it with one
+//! notes): a pooling allocator that keeps memory resident and resets it with one
 //! `PAGEMAP_SCAN` ioctl is what makes a task cost microseconds instead of tens of them, and the
 //! component-model concurrency machinery stays off because it doubles the per-task cost.
 
@@ -32,7 +32,22 @@ pub struct EngineSettings {
     pub max_memory: u64,
     /// The largest table any task may be granted.
     pub max_table_elements: u32,
+    /// Bytes at the start of each pool slot's linear memory that stay resident between tasks
+    /// and are reset by zeroing only the pages a task dirtied. A task that touches more memory
+    /// pays a page fault for each fresh page above it (about a microsecond each), so this is a
+    /// trade of resident memory per used slot against the speed of memory-hungry tasks.
+    /// Without `PAGEMAP_SCAN` every kept byte the task's memory grew to is zeroed after it,
+    /// dirty or not, so it is capped at [`KEEP_RESIDENT_WITHOUT_PAGEMAP`] there.
+    pub keep_resident: u64,
 }
+
+/// [`EngineSettings::keep_resident`] by default: a 2 MB document goes through
+/// `chunking.split` in about 8 MiB of guest memory.
+pub const DEFAULT_KEEP_RESIDENT: u64 = 16 * 1024 * 1024;
+
+/// The most that is kept resident when memory is reset by `madvise`, where all of it is
+/// zeroed after every task whether the task dirtied it or not.
+pub const KEEP_RESIDENT_WITHOUT_PAGEMAP: u64 = 1024 * 1024;
 
 impl Default for EngineSettings {
     fn default() -> Self {
@@ -40,6 +55,7 @@ impl Default for EngineSettings {
             max_live_stores: 64,
             max_memory: 4 * 1024 * 1024 * 1024,
             max_table_elements: 100_000,
+            keep_resident: DEFAULT_KEEP_RESIDENT,
         }
     }
 }
@@ -73,6 +89,10 @@ pub fn build(settings: &EngineSettings) -> anyhow::Result<(Engine, PagemapScan)>
 
 fn config(settings: &EngineSettings, pagemap: Enabled) -> Config {
     let n = settings.max_live_stores.max(1);
+    let keep_resident = match pagemap {
+        Enabled::No => settings.keep_resident.min(KEEP_RESIDENT_WITHOUT_PAGEMAP),
+        _ => settings.keep_resident,
+    };
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(n)
         .total_memories(n * 2)
@@ -85,7 +105,7 @@ fn config(settings: &EngineSettings, pagemap: Enabled) -> Config {
         .max_tables_per_component(8)
         .max_memory_size(usize::try_from(settings.max_memory).unwrap_or(usize::MAX))
         .table_elements(settings.max_table_elements as usize)
-        .linear_memory_keep_resident(1024 * 1024)
+        .linear_memory_keep_resident(usize::try_from(keep_resident).unwrap_or(usize::MAX))
         .table_keep_resident(64 * 1024)
         .pagemap_scan(pagemap);
 
