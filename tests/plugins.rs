@@ -293,6 +293,15 @@ fn a_plugin_requesting_an_ungranted_directory_is_refused() {
         info.contains("versioned.info") && info.contains("kv"),
         "{info}"
     );
+    // The first load above compiled it or found it cached; a second one must come from the
+    // cache and say so.
+    let out = plugin_cmd(&ungranted, &redis, &["info", v1().to_str().unwrap()]);
+    let info = text(&out);
+    assert!(
+        info.lines()
+            .any(|l| l.starts_with("load:") && l.ends_with("(compiled component from the cache)")),
+        "{info}"
+    );
 
     let granted_dir = tmp.path().join("granted");
     std::fs::create_dir(&granted_dir).unwrap();

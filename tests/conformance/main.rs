@@ -1012,6 +1012,17 @@ mod component {
             second.from_cache,
             "a second start loads the compiled artefact from disk"
         );
+        drop((first, second));
+        // A damaged artefact is ignored and replaced, not trusted and not fatal.
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            std::fs::write(entry.unwrap().path(), b"not a compiled component").unwrap();
+        }
+        let third = guests::runtime(dir.path()).load(&bytes).await.unwrap();
+        assert!(!third.from_cache, "the damaged artefact is recompiled");
+        assert_eq!(third.tasks, vec!["hostile.run".to_string()]);
+        drop(third);
+        let fourth = guests::runtime(dir.path()).load(&bytes).await.unwrap();
+        assert!(fourth.from_cache, "and the rewritten one is used next time");
     }
 
     #[tokio::test]

@@ -212,10 +212,12 @@ async fn info(
 ) -> anyhow::Result<ExitCode> {
     let target = resolve(config, target, manifest)?;
     let runtime = runtime(config)?;
+    let started = std::time::Instant::now();
     let component = runtime
         .load(&target.bytes)
         .await
         .map_err(|e| anyhow::anyhow!("{}: {e}", e.kind()))?;
+    let took = started.elapsed();
     out!("source:        {}", target.source);
     out!("size:          {} bytes", target.bytes.len());
     out!("sha256:        {}", component.digest);
@@ -225,6 +227,15 @@ async fn info(
         crate::runtime::WIT_VERSION
     );
     out!("tasks:         {}", component.tasks.join(", "));
+    out!(
+        "load:          {:.2} ms ({})",
+        took.as_secs_f64() * 1000.0,
+        if component.from_cache {
+            "compiled component from the cache"
+        } else {
+            "compiled now"
+        }
+    );
     out!(
         "capabilities:  {}",
         component

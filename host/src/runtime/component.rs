@@ -76,25 +76,36 @@ impl ComponentCache {
             .map(|d| d.join(format!("{digest}-{}.cwasm", self.engine_hash)))
     }
 
+    /// The compiled component for `digest` if the cache has a usable one. Cheap (it maps a
+    /// file), so callers may run it on an async thread; an unusable artefact is logged and
+    /// ignored, and [`ComponentCache::compile`] then replaces it.
+    pub fn cached(&self, engine: &Engine, digest: &str) -> Option<Component> {
+        let path = self.path(digest)?;
+        if !path.exists() {
+            return None;
+        }
+        load_artifact(engine, &path)
+            .inspect_err(|err| {
+                tracing::warn!(
+                    path = %path.display(),
+                    error = %format_args!("{err:#}"),
+                    "ignoring unusable cached component; recompiling"
+                )
+            })
+            .ok()
+    }
+
     /// The compiled component for `bytes`, from the cache when possible. Returns whether it came
-    /// from the cache.
+    /// from the cache. Compiling takes tens of milliseconds of CPU: call it off the async
+    /// threads.
     pub fn compile(
         &self,
         engine: &Engine,
         bytes: &[u8],
         digest: &str,
     ) -> Result<(Component, bool), SandboxError> {
-        if let Some(path) = self.path(digest)
-            && path.exists()
-        {
-            match load_artifact(engine, &path) {
-                Ok(component) => return Ok((component, true)),
-                Err(err) => tracing::warn!(
-                    path = %path.display(),
-                    error = %format_args!("{err:#}"),
-                    "ignoring unusable cached component; recompiling"
-                ),
-            }
+        if let Some(component) = self.cached(engine, digest) {
+            return Ok((component, true));
         }
         check_header(bytes)?;
         let component = Component::new(engine, bytes).map_err(|err| {

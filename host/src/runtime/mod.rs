@@ -178,15 +178,21 @@ impl Runtime {
         if let Some(existing) = self.lookup(&digest) {
             return Ok(existing);
         }
-        let engine = self.engine.clone();
-        let cache = self.cache.clone();
-        let owned = bytes.to_vec();
-        let key = digest.clone();
-        // Compilation is CPU-heavy (tens of ms): keep it off the async threads.
-        let (component, from_cache) =
-            tokio::task::spawn_blocking(move || cache.compile(&engine, &owned, &key))
-                .await
-                .map_err(|e| SandboxError::Host(format!("compile thread failed: {e}")))??;
+        // A cached artefact is mapped in a fraction of a millisecond, less than handing the
+        // work to a blocking thread would cost; compiling takes tens of milliseconds of CPU,
+        // so that goes off the async threads.
+        let (component, from_cache) = match self.cache.cached(&self.engine, &digest) {
+            Some(component) => (component, true),
+            None => {
+                let engine = self.engine.clone();
+                let cache = self.cache.clone();
+                let owned = bytes.to_vec();
+                let key = digest.clone();
+                tokio::task::spawn_blocking(move || cache.compile(&engine, &owned, &key))
+                    .await
+                    .map_err(|e| SandboxError::Host(format!("compile thread failed: {e}")))??
+            }
+        };
         let interface = component::inspect(&self.engine, &component)?;
         let instance_pre = self
             .linker
