@@ -24,7 +24,10 @@
 //! (`just build-wasm`) and `target/celery-venv` (`just venv`) must exist. Every wait has a
 //! timeout, and every process it starts runs in its own process group, which is stopped
 //! (SIGTERM, then SIGKILL) when its handle drops. Writes a Markdown section to the path after
-//! `--out` and prints it; other arguments (cargo's `--bench`) are ignored.
+//! `--out` and prints it; other arguments (cargo's `--bench`) are ignored. Two quick modes
+//! print one figure and write nothing: `--quick C` (throughput of `taskbox -c C`, results on
+//! and off, with Redis command stats) and `--quick-latency` (the Rust client's round trips
+//! against `taskbox -c 2`).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -944,6 +947,21 @@ fn main() {
                 r.redis_cpu_s * 1e6 / N as f64
             );
         }
+        return;
+    }
+    // `--quick-latency`: the Rust client's round trips against `taskbox -c 2` only, started
+    // and settled as in the full run, printed; the loop for working on the worker's latency.
+    if args.iter().any(|a| a == "--quick-latency") {
+        broker.flush();
+        let mut w = start_worker(&env, Worker::Taskbox(2), &broker.url, "quick-latency");
+        w.wait_for_log(ready_line(Worker::Taskbox(2)), READY_TIMEOUT);
+        std::thread::sleep(IDLE_SETTLE);
+        let p = percentiles(&latency_rust(&mut broker, false));
+        w.stop();
+        println!(
+            "taskbox -c 2 round trip: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms",
+            p.p50, p.p90, p.p99
+        );
         return;
     }
     let celery_workers = [Worker::CeleryThreads, Worker::CeleryPrefork];
