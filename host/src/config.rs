@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::runtime::capabilities::DirGrant;
 use crate::runtime::limits::{Limits, LimitsOverride};
 
+/// The largest `worker.keep_resident`: no linear memory is larger.
+const MAX_KEEP_RESIDENT: u64 = 4 * 1024 * 1024 * 1024;
+
 /// Parses a byte size such as `64MiB`, `1 GiB` or `4096`, naming the value when it is bad.
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let trimmed = s.trim();
@@ -661,10 +664,12 @@ pub struct WorkerConfig {
     /// Redis list that receives messages which cannot be decoded or have no retries left.
     /// Default: `"taskbox:dead_letter"`.
     pub dead_letter_key: String,
-    /// Guest memory each sandbox slot keeps resident between tasks, e.g. `"16MiB"`: tasks that
-    /// stay below it reuse warm pages instead of faulting in fresh ones, at the cost of that
-    /// much resident memory per slot that has run such a task. Default: unset (16 MiB; 1 MiB
-    /// where the kernel lacks `PAGEMAP_SCAN`). Env: `TASKBOX_KEEP_RESIDENT`.
+    /// Guest memory each sandbox memory slot keeps resident between tasks, e.g. `"16MiB"`:
+    /// tasks that stay below it reuse warm pages instead of faulting in fresh ones, at the cost
+    /// of up to that much resident memory for each slot that has run such a task (the pool has
+    /// `2 × (2 × max slots + 4)` memory slots). Lower it where memory is tight. Default: unset
+    /// (16 MiB). Where the kernel lacks `PAGEMAP_SCAN`, at most 1 MiB is kept whatever is set.
+    /// Env: `TASKBOX_KEEP_RESIDENT`.
     #[serde(with = "opt_bytes", skip_serializing_if = "Option::is_none")]
     pub keep_resident: Option<u64>,
 }
@@ -2094,6 +2099,16 @@ impl Config {
         for queue in &w.queues {
             self.check_queue("worker.queues", queue)?;
         }
+        if let Some(bytes) = w.keep_resident
+            && bytes > MAX_KEEP_RESIDENT
+        {
+            return Err(self.bad(
+                "worker.keep_resident",
+                bytes.to_string(),
+                "more than any task's memory can be (4 GiB)",
+                "use a size such as 16MiB; it is kept per sandbox slot",
+            ));
+        }
         if let Some(addr) = &w.http
             && !is_listen_address(addr)
         {
@@ -3159,6 +3174,13 @@ file_backup_count = 2
             .to_string();
         assert!(
             err.contains("\"plenty\"") && err.contains("TASKBOX_KEEP_RESIDENT"),
+            "{err}"
+        );
+        let err = load_env(&[("TASKBOX_KEEP_RESIDENT", "8GiB")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("worker.keep_resident") && err.contains("4 GiB"),
             "{err}"
         );
         let err = load_text("[worker]\nkeep_resident = \"plenty\"\n", &[])

@@ -188,16 +188,18 @@ pub fn run_call(
             task_names(defs).join(", ")
         )));
     };
-    reserve_heap(2 * (args.len() + kwargs.len()));
+    reserve_heap(args.len().saturating_add(kwargs.len()));
     let call = Call::from_json(&args, &kwargs)?;
     drop((args, kwargs));
     (def.run)(ctx, call)
 }
 
 /// Grows the guest's heap by `bytes` in one step and hands the space back to the allocator
-/// untouched. The JSON parser's buffers then grow in place inside it: without this, each
-/// doubling of a buffer for a large string is a fresh allocation further up, a copy, and a page
-/// fault for every page it lands on. Reserved pages that are never written cost nothing.
+/// untouched. The JSON parser's buffer for a large string then grows in place inside it:
+/// without this, each doubling of that buffer is a fresh allocation further up, a copy, and a
+/// page fault for every page it lands on. The reserved space counts against the task's memory
+/// cap like any growth, so it is kept to the size of the JSON text, which parsing a large
+/// string needs anyway for its copy.
 fn reserve_heap(bytes: usize) {
     const WORTH_IT: usize = 256 * 1024;
     if cfg!(target_arch = "wasm32") && bytes >= WORTH_IT {

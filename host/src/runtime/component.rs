@@ -78,7 +78,7 @@ impl ComponentCache {
 
     /// The compiled component for `digest` if the cache has a usable one. Cheap (it maps a
     /// file), so callers may run it on an async thread; an unusable artefact is logged and
-    /// ignored, and [`ComponentCache::compile`] then replaces it.
+    /// ignored, and [`ComponentCache::compile`] replaces it.
     pub fn cached(&self, engine: &Engine, digest: &str) -> Option<Component> {
         let path = self.path(digest)?;
         if !path.exists() {
@@ -95,18 +95,15 @@ impl ComponentCache {
             .ok()
     }
 
-    /// The compiled component for `bytes`, from the cache when possible. Returns whether it came
-    /// from the cache. Compiling takes tens of milliseconds of CPU: call it off the async
-    /// threads.
+    /// Compiles `bytes` and stores the artefact for [`ComponentCache::cached`] to find (a
+    /// damaged one is replaced). Compiling takes tens of milliseconds of CPU: call it off the
+    /// async threads.
     pub fn compile(
         &self,
         engine: &Engine,
         bytes: &[u8],
         digest: &str,
-    ) -> Result<(Component, bool), SandboxError> {
-        if let Some(component) = self.cached(engine, digest) {
-            return Ok((component, true));
-        }
+    ) -> Result<Component, SandboxError> {
         check_header(bytes)?;
         let component = Component::new(engine, bytes).map_err(|err| {
             SandboxError::invalid(format!("the component does not validate: {err:#}"))
@@ -116,7 +113,7 @@ impl ComponentCache {
         {
             tracing::warn!(path = %path.display(), error = %format_args!("{err:#}"), "could not cache the compiled component");
         }
-        Ok((component, false))
+        Ok(component)
     }
 }
 

@@ -42,7 +42,8 @@ pub struct EngineSettings {
 }
 
 /// [`EngineSettings::keep_resident`] by default: a 2 MB document goes through
-/// `chunking.split` in about 8 MiB of guest memory.
+/// `chunking.split` in about 8 MiB of guest memory. What it costs is bounded by the pool: at
+/// most this much for each of its memory slots that has run a task that large.
 pub const DEFAULT_KEEP_RESIDENT: u64 = 16 * 1024 * 1024;
 
 /// The most that is kept resident when memory is reset by `madvise`, where all of it is
@@ -79,6 +80,13 @@ pub fn build(settings: &EngineSettings) -> anyhow::Result<(Engine, PagemapScan)>
                 error = %format_args!("{err:#}"),
                 "PAGEMAP_SCAN unavailable; using madvise to reset task memory"
             );
+            if settings.keep_resident > KEEP_RESIDENT_WITHOUT_PAGEMAP {
+                tracing::info!(
+                    requested = settings.keep_resident,
+                    kept = KEEP_RESIDENT_WITHOUT_PAGEMAP,
+                    "without PAGEMAP_SCAN all kept memory is zeroed after every task, so only 1 MiB per slot is kept resident"
+                );
+            }
             let engine = Engine::new(&config(settings, Enabled::No))
                 .map_err(anyhow::Error::from)
                 .context("failed to create the wasmtime engine")?;

@@ -188,9 +188,11 @@ impl Runtime {
                 let cache = self.cache.clone();
                 let owned = bytes.to_vec();
                 let key = digest.clone();
-                tokio::task::spawn_blocking(move || cache.compile(&engine, &owned, &key))
-                    .await
-                    .map_err(|e| SandboxError::Host(format!("compile thread failed: {e}")))??
+                let compiled =
+                    tokio::task::spawn_blocking(move || cache.compile(&engine, &owned, &key))
+                        .await
+                        .map_err(|e| SandboxError::Host(format!("compile thread failed: {e}")))??;
+                (compiled, false)
             }
         };
         let interface = component::inspect(&self.engine, &component)?;

@@ -2028,6 +2028,14 @@ mod tests {
             // Simple characters of two and three bytes at the edges of the fast path's ranges,
             // next to what joins a cluster.
             prop_assert_eq!(tally(&text), tally_by_graphemes(&text));
+            let reference: Vec<Grapheme<'_>> = text
+                .grapheme_indices(true)
+                .map(|(at, text)| Grapheme { at, text, kind: classify(text) })
+                .collect();
+            prop_assert_eq!(&Clusters::new(&text).collect::<Vec<_>>(), &reference);
+            let mut backward: Vec<Grapheme<'_>> = RevClusters::new(&text).collect();
+            backward.reverse();
+            prop_assert_eq!(&backward, &reference);
         }
 
         #[test]
