@@ -470,6 +470,10 @@ pub struct ExecArgs {
     /// Do not cache compiled components on disk.
     #[arg(long)]
     pub no_cache: bool,
+    /// Guest memory the sandbox keeps resident between tasks, as the worker's
+    /// `worker.keep_resident` (default 16MiB).
+    #[arg(long, env = "TASKBOX_KEEP_RESIDENT", value_parser = parse_bytes)]
+    pub keep_resident: Option<u64>,
 }
 
 /// Entry point of the binary: parses flags, runs the command, maps the result to an exit code.
@@ -662,6 +666,7 @@ async fn run_exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         } else {
             args.cache_dir.or_else(default_cache_dir)
         },
+        keep_resident: args.keep_resident,
     };
     let result = match exec::run(request).await? {
         Ok(result) => result,

@@ -43,6 +43,9 @@ pub struct ExecRequest {
     pub outbox: Option<PathBuf>,
     /// The compiled-component cache directory.
     pub cache_dir: Option<PathBuf>,
+    /// Guest memory kept resident per sandbox slot (`None`: the worker's default), so that a
+    /// run here is timed as a worker configured the same way would run it.
+    pub keep_resident: Option<u64>,
 }
 
 /// The result of an exec run, with what the task did through its capabilities.
@@ -93,6 +96,9 @@ pub async fn run(req: ExecRequest) -> anyhow::Result<Result<ExecResult, SandboxE
     let runtime = Runtime::new(RuntimeSettings {
         engine: crate::runtime::EngineSettings {
             max_live_stores: 4,
+            keep_resident: req
+                .keep_resident
+                .unwrap_or(crate::runtime::engine::DEFAULT_KEEP_RESIDENT),
             ..Default::default()
         },
         cache_dir: req.cache_dir.clone(),

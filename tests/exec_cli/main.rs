@@ -170,6 +170,52 @@ fn setup_errors_name_what_is_wrong() {
         "{}",
         stderr(&out)
     );
+    let out = exec(&[&hostile(), "--args", r#"["ok"]"#, "--keep-resident", "lots"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a usage error: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("--keep-resident") && stderr(&out).contains("'lots' is not a size"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn keep_resident_is_a_flag_and_the_workers_variable() {
+    // The setting only changes speed: the task runs the same with any amount kept resident.
+    let out = exec(&[&hostile(), "--args", r#"["ok"]"#, "--keep-resident", "2MiB"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), r#""ok""#);
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new(taskbox_bin())
+        .args(["exec", &hostile(), "--args", r#"["ok"]"#])
+        .env("TASKBOX_CACHE_DIR", cache.path())
+        .env("TASKBOX_KEEP_RESIDENT", "0")
+        .env("LOG_LEVEL", "warn")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = Command::new(taskbox_bin())
+        .args(["exec", &hostile(), "--args", r#"["ok"]"#])
+        .env("TASKBOX_CACHE_DIR", cache.path())
+        .env("TASKBOX_KEEP_RESIDENT", "a lot")
+        .env("LOG_LEVEL", "warn")
+        .output()
+        .unwrap();
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a bad TASKBOX_KEEP_RESIDENT is refused"
+    );
+    assert!(
+        stderr(&out).contains("'a lot' is not a size"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
