@@ -1660,16 +1660,7 @@ impl Config {
             self.mark("worker.plugin_poll", &src);
         }
         if let Some((v, src)) = get("TASKBOX_KEEP_RESIDENT") {
-            let bytes = parse_bytes(&v).map_err(|_| {
-                invalid(
-                    "worker.keep_resident",
-                    quoted(&v),
-                    src.clone(),
-                    "not a size",
-                    "use a number of bytes or a unit such as 16MiB",
-                )
-            })?;
-            self.worker.keep_resident = Some(bytes);
+            self.worker.keep_resident = Some(to_bytes("worker.keep_resident", &v, &src)?);
             self.mark("worker.keep_resident", &src);
         }
         if let Some((v, src)) = get("TASKBOX_UNREGISTERED_TIMEOUT") {
@@ -1859,6 +1850,18 @@ fn to_u32(key: &str, value: &str, source: &Source) -> Result<u32, ConfigError> {
             source.clone(),
             "not a whole number",
             "use a whole number such as 4",
+        )
+    })
+}
+
+fn to_bytes(key: &str, value: &str, source: &Source) -> Result<u64, ConfigError> {
+    parse_bytes(value).map_err(|_| {
+        invalid(
+            key,
+            quoted(value),
+            source.clone(),
+            "not a size",
+            "use a number of bytes or a unit such as 16MiB",
         )
     })
 }

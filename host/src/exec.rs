@@ -96,9 +96,7 @@ pub async fn run(req: ExecRequest) -> anyhow::Result<Result<ExecResult, SandboxE
     let runtime = Runtime::new(RuntimeSettings {
         engine: crate::runtime::EngineSettings {
             max_live_stores: 4,
-            keep_resident: req
-                .keep_resident
-                .unwrap_or(crate::runtime::engine::DEFAULT_KEEP_RESIDENT),
+            keep_resident: req.keep_resident,
             ..Default::default()
         },
         cache_dir: req.cache_dir.clone(),

@@ -35,12 +35,10 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 use taskbox::broker::message::{NewTask, Signature, encode};
 use taskbox::runtime::engine::{DEFAULT_KEEP_RESIDENT, KEEP_RESIDENT_WITHOUT_PAGEMAP};
-use taskbox::runtime::{
-    Backends, EngineSettings, Grants, Invocation, Limits, Runtime, RuntimeSettings, TaskMeta,
-};
+use taskbox::runtime::{Backends, Grants, Invocation, Limits, Runtime, TaskMeta};
 use taskbox_plugin_chunking::segment::{self, Options};
 use taskbox_plugin_chunking::{Chunks, Document};
-use taskbox_tests::guests::{guest_bytes, runtime};
+use taskbox_tests::guests::{guest_bytes, runtime, runtime_keeping};
 use taskbox_tests::redis::RedisServer;
 
 /// Size the chunking corpus grows to (bytes of UTF-8 text).
@@ -485,15 +483,7 @@ fn bench_split(text: &str) -> Vec<SplitResult> {
     let rt = runtime(cache.path());
     // The same, keeping only 1 MiB of each slot's memory resident: most of the guest's pages
     // are fresh on every call, as they were before the default was raised.
-    let cold_rt = Runtime::new(RuntimeSettings {
-        engine: EngineSettings {
-            max_live_stores: 16,
-            keep_resident: KEEP_RESIDENT_WITHOUT_PAGEMAP,
-            ..EngineSettings::default()
-        },
-        cache_dir: Some(cache.path().to_path_buf()),
-    })
-    .expect("runtime starts");
+    let cold_rt = runtime_keeping(cache.path(), Some(KEEP_RESIDENT_WITHOUT_PAGEMAP));
     let wasm = guest_bytes("taskbox_plugin_chunking");
     let component = tokio_rt
         .block_on(rt.load(&wasm))

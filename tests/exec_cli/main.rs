@@ -7,12 +7,18 @@ use taskbox_tests::guests::guest_path;
 use taskbox_tests::taskbox_bin;
 
 fn exec(args: &[&str]) -> Output {
+    exec_with_env(args, &[])
+}
+
+/// `taskbox exec` with extra environment variables.
+fn exec_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let cache = tempfile::tempdir().unwrap();
     Command::new(taskbox_bin())
         .arg("exec")
         .args(args)
         .env("TASKBOX_CACHE_DIR", cache.path())
         .env("LOG_LEVEL", "warn")
+        .envs(env.iter().copied())
         .output()
         .expect("taskbox runs")
 }
@@ -190,22 +196,11 @@ fn keep_resident_is_a_flag_and_the_workers_variable() {
     let out = exec(&[&hostile(), "--args", r#"["ok"]"#, "--keep-resident", "2MiB"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), r#""ok""#);
-    let cache = tempfile::tempdir().unwrap();
-    let out = Command::new(taskbox_bin())
-        .args(["exec", &hostile(), "--args", r#"["ok"]"#])
-        .env("TASKBOX_CACHE_DIR", cache.path())
-        .env("TASKBOX_KEEP_RESIDENT", "0")
-        .env("LOG_LEVEL", "warn")
-        .output()
-        .unwrap();
+    let ok = [hostile(), "--args".into(), r#"["ok"]"#.into()];
+    let ok: Vec<&str> = ok.iter().map(String::as_str).collect();
+    let out = exec_with_env(&ok, &[("TASKBOX_KEEP_RESIDENT", "0")]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let out = Command::new(taskbox_bin())
-        .args(["exec", &hostile(), "--args", r#"["ok"]"#])
-        .env("TASKBOX_CACHE_DIR", cache.path())
-        .env("TASKBOX_KEEP_RESIDENT", "a lot")
-        .env("LOG_LEVEL", "warn")
-        .output()
-        .unwrap();
+    let out = exec_with_env(&ok, &[("TASKBOX_KEEP_RESIDENT", "a lot")]);
     assert_ne!(
         out.status.code(),
         Some(0),

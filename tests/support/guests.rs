@@ -30,9 +30,16 @@ pub fn guest_bytes(crate_name: &str) -> Vec<u8> {
 
 /// A runtime with a private compiled-component cache, as a worker would have.
 pub fn runtime(cache: &std::path::Path) -> Runtime {
+    runtime_keeping(cache, None)
+}
+
+/// [`runtime`] keeping `keep_resident` bytes of each slot's memory resident (`None`: the
+/// default).
+pub fn runtime_keeping(cache: &std::path::Path, keep_resident: Option<u64>) -> Runtime {
     Runtime::new(RuntimeSettings {
         engine: taskbox::runtime::EngineSettings {
             max_live_stores: 16,
+            keep_resident,
             ..Default::default()
         },
         cache_dir: Some(cache.to_path_buf()),

@@ -37,8 +37,9 @@ pub struct EngineSettings {
     /// pays a page fault for each fresh page above it (about a microsecond each), so this is a
     /// trade of resident memory per used slot against the speed of memory-hungry tasks.
     /// Without `PAGEMAP_SCAN` every kept byte the task's memory grew to is zeroed after it,
-    /// dirty or not, so it is capped at [`KEEP_RESIDENT_WITHOUT_PAGEMAP`] there.
-    pub keep_resident: u64,
+    /// dirty or not, so it is capped at [`KEEP_RESIDENT_WITHOUT_PAGEMAP`] there. `None`:
+    /// [`DEFAULT_KEEP_RESIDENT`].
+    pub keep_resident: Option<u64>,
 }
 
 /// [`EngineSettings::keep_resident`] by default: a 2 MB document goes through
@@ -50,13 +51,20 @@ pub const DEFAULT_KEEP_RESIDENT: u64 = 16 * 1024 * 1024;
 /// zeroed after every task whether the task dirtied it or not.
 pub const KEEP_RESIDENT_WITHOUT_PAGEMAP: u64 = 1024 * 1024;
 
+impl EngineSettings {
+    /// The memory kept resident per slot before any kernel cap: the setting or the default.
+    fn keep_resident(&self) -> u64 {
+        self.keep_resident.unwrap_or(DEFAULT_KEEP_RESIDENT)
+    }
+}
+
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
             max_live_stores: 64,
             max_memory: 4 * 1024 * 1024 * 1024,
             max_table_elements: 100_000,
-            keep_resident: DEFAULT_KEEP_RESIDENT,
+            keep_resident: None,
         }
     }
 }
@@ -80,9 +88,9 @@ pub fn build(settings: &EngineSettings) -> anyhow::Result<(Engine, PagemapScan)>
                 error = %format_args!("{err:#}"),
                 "PAGEMAP_SCAN unavailable; using madvise to reset task memory"
             );
-            if settings.keep_resident > KEEP_RESIDENT_WITHOUT_PAGEMAP {
+            if settings.keep_resident() > KEEP_RESIDENT_WITHOUT_PAGEMAP {
                 tracing::info!(
-                    requested = settings.keep_resident,
+                    requested = settings.keep_resident(),
                     kept = KEEP_RESIDENT_WITHOUT_PAGEMAP,
                     "without PAGEMAP_SCAN all kept memory is zeroed after every task, so only 1 MiB per slot is kept resident"
                 );
@@ -98,8 +106,8 @@ pub fn build(settings: &EngineSettings) -> anyhow::Result<(Engine, PagemapScan)>
 fn config(settings: &EngineSettings, pagemap: Enabled) -> Config {
     let n = settings.max_live_stores.max(1);
     let keep_resident = match pagemap {
-        Enabled::No => settings.keep_resident.min(KEEP_RESIDENT_WITHOUT_PAGEMAP),
-        _ => settings.keep_resident,
+        Enabled::No => settings.keep_resident().min(KEEP_RESIDENT_WITHOUT_PAGEMAP),
+        _ => settings.keep_resident(),
     };
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(n)

@@ -218,10 +218,7 @@ impl Worker {
             engine: EngineSettings {
                 // Twice the slots: `control pool-grow` may add up to that many at run time.
                 max_live_stores: max_slots.saturating_mul(2) + 4,
-                keep_resident: config
-                    .worker
-                    .keep_resident
-                    .unwrap_or(crate::runtime::engine::DEFAULT_KEEP_RESIDENT),
+                keep_resident: config.worker.keep_resident,
                 ..EngineSettings::default()
             },
             cache_dir: config

@@ -929,7 +929,7 @@ fn tally(text: &str) -> Tally {
             at += next_cluster(text, at, &mut tally);
         }
         loop {
-            at = simple_run(bytes, at, &mut tally);
+            at = simple_run(text, at, &mut tally);
             match bytes.get(at) {
                 None => return tally,
                 Some(b) if b.is_ascii() => break,
@@ -955,12 +955,13 @@ fn next_cluster(text: &str, at: usize, tally: &mut Tally) -> usize {
 /// and returns where they stop. Accented Latin, Cyrillic, CJK ideographs, kana and CJK
 /// punctuation are mostly these, and this is the cheap way through them: no cluster rules,
 /// and every character decoded once.
-fn simple_run(bytes: &[u8], mut at: usize, tally: &mut Tally) -> usize {
-    let mut current = simple_at(bytes, at);
+fn simple_run(text: &str, mut at: usize, tally: &mut Tally) -> usize {
+    let bytes = text.as_bytes();
+    let mut current = simple_at(text, at);
     while let Some((kind, len)) = current {
         let next = at + len;
         let following = match bytes.get(next) {
-            Some(b) if !b.is_ascii() => match simple_at(bytes, next) {
+            Some(b) if !b.is_ascii() => match simple_at(text, next) {
                 Some(found) => Some(found),
                 None => break, // what follows may join this cluster: the cluster walk decides
             },
@@ -974,16 +975,13 @@ fn simple_run(bytes: &[u8], mut at: usize, tally: &mut Tally) -> usize {
 }
 
 /// The kind and length of the character at `at` if it is a simple (see [`is_simple`])
-/// non-ASCII character; `bytes` is valid UTF-8 and `at` a char boundary.
-fn simple_at(bytes: &[u8], at: usize) -> Option<(Cluster, usize)> {
-    let cont = |i: usize| bytes.get(at + i).map_or(0, |b| u32::from(b & 0x3F));
-    let (code, len) = match *bytes.get(at)? {
-        lead @ 0xC0..=0xDF => ((u32::from(lead & 0x1F) << 6) | cont(1), 2),
-        lead @ 0xE0..=0xEF => ((u32::from(lead & 0x0F) << 12) | (cont(1) << 6) | cont(2), 3),
-        // ASCII is not walked here, and no character of four bytes is simple.
-        _ => return None,
-    };
-    simple_kind(char::from_u32(code)?).map(|kind| (kind, len))
+/// non-ASCII character; `at` is a char boundary of `text`.
+fn simple_at(text: &str, at: usize) -> Option<(Cluster, usize)> {
+    let c = text.get(at..)?.chars().next()?;
+    if c.is_ascii() {
+        return None; // ASCII is not walked here
+    }
+    simple_kind(c).map(|kind| (kind, c.len_utf8()))
 }
 
 /// Fast path: in ASCII text every byte is a cluster (`\r\n` is one, but both are spaces).
